@@ -1,0 +1,317 @@
+"""Open larcv3 HDF5 files, check their sparse2d tables, and read events as sparse voxels.
+
+A file is checked when it is opened, before any training step: the producers exist, every table
+has one ``extents`` row per entry, every entry has one row per plane, voxel ranges lie inside the
+voxel table, every plane shares one image size, and image and label producers agree on voxel counts.
+Voxel ids are checked against the image size for the whole file at open time when the voxel table
+is small enough (``id_scan_limit``), and for every entry as it is read in all cases. Every error
+names the file, the entry and the plane, and says what to do.
+"""
+import glob
+import logging
+import os
+
+import h5py
+import numpy as np
+
+from cosmictagger_tf.data import larcv3_format as fmt
+
+logger = logging.getLogger(__name__)
+
+# Files with at most this many voxels per producer get a full id scan at open time (about 16 bytes
+# a voxel, so the default reads at most 320 MB); larger files are checked entry by entry.
+DEFAULT_ID_SCAN_LIMIT = 20_000_000
+
+
+class Larcv3FormatError(ValueError):
+    """A larcv3 file that cannot be used as it is; the message names file, entry and plane."""
+
+
+def expand_data_files(spec):
+    """Expand a comma-separated list of paths and globs into an ordered list of existing files."""
+    if isinstance(spec, (list, tuple)):
+        patterns = [part for item in spec for part in str(item).split(",")]
+    else:
+        patterns = str(spec).split(",")
+
+    files = []
+    for pattern in (p.strip() for p in patterns if p.strip()):
+        matches = sorted(glob.glob(os.path.expanduser(pattern)))
+        if not matches:
+            raise FileNotFoundError(f"{pattern}: no such file (check the path or the glob)")
+        files.extend(matches)
+    return files
+
+
+class Larcv3File:
+    """One larcv3 file opened read-only, checked, and indexed for an image and a label producer.
+
+    ``label_producer=None`` opens an unlabelled file (inference on data). The file handle is
+    opened lazily in each process that reads, so an instance can be handed to worker processes.
+    """
+
+    def __init__(self, path, image_producer=fmt.DEFAULT_IMAGE_PRODUCER,
+                 label_producer=fmt.DEFAULT_LABEL_PRODUCER, num_planes=fmt.NUM_PLANES,
+                 id_scan_limit=DEFAULT_ID_SCAN_LIMIT):
+        self.path = str(path)
+        self.image_producer = image_producer
+        self.label_producer = label_producer
+        self.num_planes = num_planes
+        self._handle = None
+        self._handle_pid = None
+
+        self.producers = [p for p in (image_producer, label_producer) if p is not None]
+        self._plane_extents = {}
+        handle = self._open()
+        try:
+            self._check_file(handle, id_scan_limit)
+        except (OSError, KeyError, RuntimeError) as error:
+            # h5py raises these when a table cannot be decompressed or read back.
+            self.close()
+            raise Larcv3FormatError(
+                f"{self.path}: reading its tables failed ({error}); the file is truncated or "
+                f"damaged: copy it again") from None
+        except Larcv3FormatError:
+            self.close()
+            raise
+
+    def _check_file(self, handle, id_scan_limit):
+        self.num_entries = self._check_events(handle)
+        for producer in self.producers:
+            self._plane_extents[producer] = self._check_producer(handle, producer)
+        self.number_of_voxels = self._check_image_meta(handle)
+        if self.label_producer is not None:
+            self._check_label_counts()
+        self._scan_ids(handle, id_scan_limit)
+
+    # ---- opening ------------------------------------------------------------------------------
+
+    def _open(self):
+        if self._handle is not None and self._handle_pid == os.getpid():
+            return self._handle
+        if not os.path.exists(self.path):
+            raise FileNotFoundError(f"{self.path}: no such file")
+        try:
+            # Read-only without HDF5 file locking: safe for many readers, and works on file
+            # systems where locking is unavailable.
+            self._handle = h5py.File(self.path, "r", locking=False)
+        except OSError as error:
+            raise Larcv3FormatError(
+                f"{self.path}: cannot be opened as HDF5 ({error}); the file is truncated or not "
+                f"a larcv3 file: copy it again or check the path") from None
+        self._handle_pid = os.getpid()
+        return self._handle
+
+    def close(self):
+        if self._handle is not None:
+            self._handle.close()
+            self._handle = None
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state["_handle"] = None
+        return state
+
+    # ---- checks at open time ------------------------------------------------------------------
+
+    def _check_events(self, handle):
+        if fmt.EVENT_ID_DATASET not in handle:
+            raise Larcv3FormatError(f"{self.path}: missing dataset /{fmt.EVENT_ID_DATASET}; "
+                                    "this is not a larcv3 file")
+        return int(handle[fmt.EVENT_ID_DATASET].shape[0])
+
+    def available_producers(self, product=fmt.SPARSE2D):
+        """Return the producer names of ``product`` groups in the file, sorted."""
+        data = self._open().get(fmt.DATA_GROUP)
+        if data is None:
+            return []
+        names = (fmt.split_group_name(name) for name in data.keys())
+        return sorted(producer for prod, producer in filter(None, names) if prod == product)
+
+    def _group(self, producer):
+        return self._open()[f"{fmt.DATA_GROUP}/{fmt.product_group_name(fmt.SPARSE2D, producer)}"]
+
+    def _check_producer(self, handle, producer):
+        """Check one sparse2d group's tables; return its per-entry, per-plane voxel extents."""
+        group_path = f"{fmt.DATA_GROUP}/{fmt.product_group_name(fmt.SPARSE2D, producer)}"
+        if group_path not in handle:
+            available = ", ".join(self.available_producers()) or "none"
+            raise Larcv3FormatError(
+                f"{self.path}: sparse2d producer {producer!r} not found (group /{group_path} is "
+                f"missing); sparse2d producers in this file: {available}. Set --image_producer "
+                f"or --label_producer to one of them")
+        group = handle[group_path]
+        self._check_datasets(group, producer)
+
+        extents = group["extents"][:]
+        if len(extents) != self.num_entries:
+            raise Larcv3FormatError(
+                f"{self.path}: producer {producer!r} has {len(extents)} extents rows for "
+                f"{self.num_entries} entries; the file is damaged or was written incompletely")
+
+        voxel_extents = group["voxel_extents"][:]
+        num_voxels = group["voxels"].shape[0]
+        return self._plane_voxel_ranges(producer, extents, voxel_extents, num_voxels)
+
+    def _check_datasets(self, group, producer):
+        expected = {"extents": fmt.EXTENTS_DTYPE, "voxel_extents": fmt.ID_EXTENTS_DTYPE,
+                    "image_meta": fmt.IMAGE_META_DTYPE, "voxels": fmt.VOXEL_DTYPE}
+        for name, dtype in expected.items():
+            if name not in group:
+                raise Larcv3FormatError(f"{self.path}: producer {producer!r} is missing its "
+                                        f"{name!r} dataset; the file is damaged")
+            found = group[name].dtype
+            missing = [field for field in dtype.names if found.names is None
+                       or field not in found.names]
+            if missing:
+                raise Larcv3FormatError(
+                    f"{self.path}: producer {producer!r} dataset {name!r} has type {found}, "
+                    f"without the field(s) {', '.join(missing)}; this is not a larcv3 sparse2d "
+                    f"table")
+
+    def _plane_voxel_ranges(self, producer, extents, voxel_extents, num_voxels):
+        """Return an int64 array [entries, planes, 2] of (first, count) into the voxel table."""
+        ranges = np.zeros((self.num_entries, self.num_planes, 2), dtype=np.int64)
+        for entry, (first, count) in enumerate(zip(extents["first"], extents["N"])):
+            if count != self.num_planes:
+                raise Larcv3FormatError(
+                    f"{self.path}: entry {entry}: producer {producer!r} has {count} projections, "
+                    f"expected {self.num_planes} wire planes")
+            if first + count > len(voxel_extents):
+                raise Larcv3FormatError(
+                    f"{self.path}: entry {entry}: producer {producer!r} projection rows "
+                    f"{first}..{first + count - 1} lie past the end of voxel_extents "
+                    f"({len(voxel_extents)} rows); the file is damaged")
+            rows = voxel_extents[first:first + count]
+            ranges[entry, :, 0] = rows["first"]
+            ranges[entry, :, 1] = rows["N"]
+
+        ends = ranges[..., 0] + ranges[..., 1]
+        bad = np.argwhere(ends > num_voxels)
+        if len(bad):
+            entry, plane = bad[0]
+            raise Larcv3FormatError(
+                f"{self.path}: entry {entry}, plane {plane}: producer {producer!r} voxel range "
+                f"{ranges[entry, plane, 0]}..{ends[entry, plane]} lies past the end of the voxel "
+                f"table ({num_voxels} voxels); the file is damaged ({len(bad)} planes affected)")
+        return ranges
+
+    def _check_image_meta(self, handle):
+        """Check that every filled plane has one image size; return number_of_voxels (N0, N1)."""
+        sizes = set()
+        for producer in self.producers:
+            meta = self._group(producer)["image_meta"][:]
+            valid = meta[meta["valid"] != 0]
+            for row in np.unique(valid["number_of_voxels"], axis=0):
+                sizes.add((int(row[0]), int(row[1])))
+        if not sizes:
+            return fmt.NUMBER_OF_VOXELS
+        if len(sizes) > 1:
+            raise Larcv3FormatError(
+                f"{self.path}: planes disagree on the image size (number_of_voxels "
+                f"{sorted(sizes)}); every plane must have one size")
+        return sizes.pop()
+
+    def _check_label_counts(self):
+        image = self._plane_extents[self.image_producer][..., 1]
+        labels = self._plane_extents[self.label_producer][..., 1]
+        bad = np.argwhere(image != labels)
+        if len(bad):
+            entry, plane = bad[0]
+            raise Larcv3FormatError(
+                f"{self.path}: entry {entry}, plane {plane}: producer {self.image_producer!r} has "
+                f"{image[entry, plane]} voxels but label producer {self.label_producer!r} has "
+                f"{labels[entry, plane]}; labels must sit on the same voxels as the image")
+
+    def _scan_ids(self, handle, id_scan_limit):
+        for producer in self.producers:
+            voxels = self._group(producer)["voxels"]
+            if voxels.shape[0] > id_scan_limit:
+                logger.info("%s: %s has %d voxels; ids are checked per entry as they are read",
+                            self.path, producer, voxels.shape[0])
+                continue
+            ids = voxels.fields("id")[:] if voxels.shape[0] else np.zeros(0, np.uint64)
+            limit = self.number_of_voxels[0] * self.number_of_voxels[1]
+            if len(ids) and ids.max() >= limit:
+                position = int(np.argmax(ids >= limit))
+                entry, plane = self._locate_voxel(producer, position)
+                self._raise_bad_id(producer, entry, plane, int(ids[position]))
+
+    def _locate_voxel(self, producer, position):
+        ranges = self._plane_extents[producer]
+        inside = (ranges[..., 0] <= position) & (position < ranges[..., 0] + ranges[..., 1])
+        found = np.argwhere(inside)
+        return tuple(int(i) for i in found[0]) if len(found) else (-1, -1)
+
+    def _raise_bad_id(self, producer, entry, plane, voxel_id):
+        limit = self.number_of_voxels[0] * self.number_of_voxels[1]
+        raise Larcv3FormatError(
+            f"{self.path}: entry {entry}, plane {plane}: producer {producer!r} has voxel id "
+            f"{voxel_id} outside the image ({self.number_of_voxels[0]} x "
+            f"{self.number_of_voxels[1]} = {limit} voxels); the file is damaged")
+
+    # ---- reading --------------------------------------------------------------------------------
+
+    @property
+    def image_shape(self):
+        """(height, width) of one plane at full resolution: (ticks, wires)."""
+        return self.number_of_voxels[1], self.number_of_voxels[0]
+
+    def event_ids(self):
+        """Return the ``Events/event_id`` table (run, subrun, event) of every entry."""
+        return self._open()[fmt.EVENT_ID_DATASET][:]
+
+    def read_sparse(self, entry, producer):
+        """Return a list, one per plane, of ``(ids uint64, values float32)`` for one entry."""
+        if not 0 <= entry < self.num_entries:
+            raise IndexError(f"{self.path}: entry {entry} out of range "
+                             f"(the file has {self.num_entries} entries)")
+        voxels = self._group(producer)["voxels"]
+        ranges = self._plane_extents[producer][entry]
+        start = int(ranges[:, 0].min())
+        stop = int((ranges[:, 0] + ranges[:, 1]).max())
+        block = voxels[start:stop] if stop > start else np.zeros(0, fmt.VOXEL_DTYPE)
+
+        limit = self.number_of_voxels[0] * self.number_of_voxels[1]
+        planes = []
+        for plane, (first, count) in enumerate(ranges):
+            rows = block[first - start:first - start + count]
+            ids, values = rows["id"], rows["value"].astype(np.float32)
+            if count and ids.max() >= limit:
+                self._raise_bad_id(producer, entry, plane, int(ids.max()))
+            planes.append((ids, values))
+        return planes
+
+    def read_entry_sparse(self, entry):
+        """Return flat arrays for one entry: plane index, voxel id, charge and label per voxel.
+
+        Labels are -1 when the file was opened without a label producer.
+        """
+        image_planes = self.read_sparse(entry, self.image_producer)
+        plane_index = np.concatenate([np.full(len(ids), plane, np.int32)
+                                      for plane, (ids, _) in enumerate(image_planes)])
+        ids = np.concatenate([ids for ids, _ in image_planes]).astype(np.int64)
+        charge = np.concatenate([values for _, values in image_planes])
+
+        if self.label_producer is None:
+            return plane_index, ids, charge, np.full(len(ids), -1, np.int32)
+
+        label_planes = self.read_sparse(entry, self.label_producer)
+        for plane, ((image_ids, _), (label_ids, _)) in enumerate(zip(image_planes,
+                                                                    label_planes)):
+            if not np.array_equal(image_ids, label_ids):
+                raise Larcv3FormatError(
+                    f"{self.path}: entry {entry}, plane {plane}: label voxel ids differ from the "
+                    f"image voxel ids; labels must sit on the same voxels as the image")
+        labels = np.concatenate([values for _, values in label_planes])
+        self._check_label_values(entry, label_planes)
+        return plane_index, ids, charge, labels.astype(np.int32)
+
+    def _check_label_values(self, entry, label_planes):
+        for plane, (_, values) in enumerate(label_planes):
+            invalid = (values != np.round(values)) | (values < 0) | (values >= fmt.NUM_CLASSES)
+            if np.any(invalid):
+                raise Larcv3FormatError(
+                    f"{self.path}: entry {entry}, plane {plane}: producer "
+                    f"{self.label_producer!r} has label value {values[invalid][0]!r}; labels "
+                    f"must be 0 (background), 1 (cosmic) or 2 (neutrino). Check --label_producer")

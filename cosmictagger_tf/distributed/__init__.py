@@ -1,0 +1,1 @@
+"""Process-level runtime: Horovod ranks, thread settings and rank-zero helpers."""

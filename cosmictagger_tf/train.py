@@ -1,0 +1,71 @@
+"""Command-line entry point: ``python -m cosmictagger_tf.train [--flagfile=flags/NAME] ...``.
+
+Parses flags into a RunConfig once, starts Horovod (also for one process), applies thread
+settings and seeds, and hands over to the training loop. Configuration mistakes exit with
+status 2 and one line saying what to change; unreadable input exits with status 1.
+"""
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import logging  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+
+from absl import app  # noqa: E402
+from absl import logging as absl_logging  # noqa: E402
+
+from cosmictagger_tf import run_flags  # noqa: E402
+from cosmictagger_tf.config import ConfigError  # noqa: E402
+from cosmictagger_tf.data.larcv3_reader import Larcv3FormatError  # noqa: E402
+
+logger = logging.getLogger("cosmictagger_tf.train")
+
+
+def main(argv):
+    if len(argv) > 1:
+        _fail(2, f"unexpected arguments {' '.join(argv[1:])}; every option is a --flag")
+    absl_logging.set_verbosity(absl_logging.INFO)
+
+    config = run_flags.config_from_flags()
+    if config.output_dir is None:
+        config.output_dir = os.path.join("runs", f"{config.preset}-{time.strftime('%Y%m%d-%H%M%S')}")
+
+    try:
+        config.validate()
+    except ConfigError as error:
+        _fail(2, str(error))
+
+    import tensorflow as tf
+
+    from cosmictagger_tf.distributed.runtime import configure_threads, start_runtime
+    from cosmictagger_tf.training.loop import run_training
+    from cosmictagger_tf.training.outputs import prepare_output_dir
+
+    configure_threads(config.intra_op_threads, config.inter_op_threads)
+    runtime = start_runtime()
+    tf.keras.utils.set_random_seed(config.data.seed)
+    try:
+        if runtime.is_root:
+            prepare_output_dir(config.output_dir)
+        logger.info("rank %d of %d (%s); output in %s", runtime.rank, runtime.size,
+                    runtime.backend, config.output_dir)
+        run_training(config, runtime)
+    except ConfigError as error:
+        _fail(2, str(error))
+    except (Larcv3FormatError, FileNotFoundError, OSError) as error:
+        _fail(1, str(error))
+
+
+def _fail(status, message):
+    logger.error("%s", message)
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(status)
+
+
+def run():
+    app.run(main)
+
+
+if __name__ == "__main__":
+    run()

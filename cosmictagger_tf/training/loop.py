@@ -1,0 +1,234 @@
+"""The training loop: data, model, checkpoints, validation, logging and timing of a run.
+
+``run_training(config, runtime)`` is what ``python -m cosmictagger_tf.train`` calls after turning
+flags into a RunConfig; a notebook can call it directly with a hand-made RunConfig.
+"""
+import dataclasses
+import logging
+import os
+import time
+
+import tensorflow as tf
+
+from cosmictagger_tf.data import pipeline
+from cosmictagger_tf.model import build_uresnet, count_parameters
+from cosmictagger_tf.training.outputs import NullWriter, RunWriter, prepare_output_dir
+from cosmictagger_tf.training.schedule import build_learning_rate
+from cosmictagger_tf.training.trainer import Trainer
+
+logger = logging.getLogger(__name__)
+
+# Synthetic data has no file to define an epoch; the learning-rate schedule then counts epochs
+# of the SBND training set's size.
+SYNTHETIC_EPOCH_EVENTS = 43_075
+LOGGED_METRICS = ("loss", "accuracy", "non_bkg_accuracy", "cosmic_iou", "neutrino_iou", "miou")
+
+
+@dataclasses.dataclass
+class RunSummary:
+    """What a finished run reports back: steps run and the last logged values."""
+
+    first_step: int
+    last_step: int
+    events_per_second: float
+    last_train: dict
+    last_aux: dict
+
+
+def run_training(config, runtime):
+    """Train as ``config`` says on the ranks of ``runtime``; return a RunSummary."""
+    config.validate(runtime.size)
+    local_minibatch = config.local_minibatch_size(runtime.size)
+    image_shape = config.data.image_shape()
+
+    train_source, aux_source = _open_sources(config)
+    train_data = _make_dataset(config, train_source, local_minibatch, runtime, start_step=0)
+
+    model = build_uresnet(config.network, image_shape, config.precision, name=config.preset)
+    trainable, total = count_parameters(model)
+    logger.info("model %s: %s trainable parameters, %s with batch-norm statistics; "
+                "input %d x %d x %d per event, precision %s", config.preset, f"{trainable:,}",
+                f"{total:,}", *image_shape, config.network.num_planes, config.precision)
+
+    events_per_epoch = train_source.num_events if train_source else SYNTHETIC_EPOCH_EVENTS
+    steps_per_epoch = max(1.0, events_per_epoch / (config.minibatch_size
+                                                   * config.optimizer.gradient_accumulation))
+    learning_rate = build_learning_rate(config.optimizer, steps_per_epoch)
+    trainer = Trainer(model, tf.keras.optimizers.Adam(learning_rate), runtime, config.optimizer,
+                      config.precision, config.jit_compile)
+
+    step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
+    manager = _checkpoint_manager(config, model, trainer.optimizer, step, runtime)
+    start_step = runtime.broadcast_object(int(step.numpy()))
+    step.assign(start_step)
+    if start_step >= config.iterations:
+        logger.info("checkpoint is at step %d, which is not below --iterations=%d: nothing to "
+                    "train; raise --iterations to continue", start_step, config.iterations)
+        return RunSummary(start_step, start_step, 0.0, {}, {})
+
+    writer = _make_writer(config, runtime, trainable, total, steps_per_epoch)
+    if start_step:
+        train_data = _make_dataset(config, train_source, local_minibatch, runtime, start_step)
+    aux_data = (_make_dataset(config, aux_source, local_minibatch, runtime, 0, seed_offset=1)
+                if aux_source else None)
+
+    loop = _Loop(config, runtime, trainer, manager, writer, step, learning_rate)
+    return loop.run(start_step, iter(train_data), iter(aux_data) if aux_data else None)
+
+
+def _open_sources(config):
+    if config.data.synthetic:
+        logger.info("synthetic data: random events of the real shape, no file input")
+        return None, None
+    train_source = pipeline.EventSource(config.data.data_files, config.data.image_producer,
+                                        config.data.label_producer, config.network.num_planes)
+    aux_source = None
+    if config.data.aux_files:
+        aux_source = pipeline.EventSource(config.data.aux_files, config.data.image_producer,
+                                          config.data.label_producer, config.network.num_planes)
+    return train_source, aux_source
+
+
+def _make_dataset(config, source, local_minibatch, runtime, start_step, seed_offset=0):
+    """Return the minibatch stream of one rank, positioned at ``start_step``."""
+    if source is None:
+        return pipeline.synthetic_dataset(local_minibatch, config.data.image_shape(),
+                                          config.network.num_planes,
+                                          seed=config.data.seed + runtime.rank)
+    minibatches_done = start_step * config.optimizer.gradient_accumulation
+    return pipeline.larcv3_dataset(
+        source, local_minibatch, config.data.downsample, config.data.seed + seed_offset,
+        shuffle=config.data.shuffle, start_step=minibatches_done, rank=runtime.rank,
+        num_ranks=runtime.size, reader_threads=config.data.reader_threads,
+        prefetch=config.data.prefetch)
+
+
+def _checkpoint_manager(config, model, optimizer, step, runtime):
+    """Return a CheckpointManager; restore the newest checkpoint on rank 0 if one exists."""
+    checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, step=step)
+    directory = os.path.join(config.output_dir, "checkpoints")
+    manager = tf.train.CheckpointManager(checkpoint, directory, max_to_keep=config.max_checkpoints)
+    if runtime.is_root and manager.latest_checkpoint:
+        checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+        logger.info("resumed from %s at step %d", manager.latest_checkpoint, int(step.numpy()))
+    return manager
+
+
+def _make_writer(config, runtime, trainable, total, steps_per_epoch):
+    if not runtime.is_root:
+        return NullWriter()
+    writer = RunWriter(config.output_dir)
+    writer.write_config(config.to_dict(), {
+        "ranks": runtime.size, "horovod_backend": runtime.backend,
+        "trainable_parameters": trainable, "total_parameters": total,
+        "steps_per_epoch": steps_per_epoch, "tensorflow_version": tf.__version__})
+    return writer
+
+
+class _Loop:
+    """Runs the steps, times them, and triggers logging, validation and checkpoints."""
+
+    def __init__(self, config, runtime, trainer, manager, writer, step, learning_rate):
+        self.config = config
+        self.runtime = runtime
+        self.trainer = trainer
+        self.manager = manager
+        self.writer = writer
+        self.step = step
+        self.learning_rate = learning_rate
+        self.events_per_step = config.minibatch_size * config.optimizer.gradient_accumulation
+        self.last_train = {}
+        self.last_aux = {}
+
+    def run(self, start_step, train_iterator, aux_iterator):
+        logger.info("training steps %d to %d on %d rank(s), global minibatch %d%s",
+                    start_step + 1, self.config.iterations, self.runtime.size,
+                    self.config.minibatch_size, self._accumulation_note())
+        window_start, window_steps, window_wait = time.perf_counter(), 0, 0.0
+        run_start, run_rate = None, 0.0
+
+        for step in range(start_step, self.config.iterations):
+            scalars, wait = self._train_one_step(train_iterator)
+            if step == start_step:
+                self.trainer.broadcast_state()
+            self.step.assign(step + 1)
+            values = self.trainer.scalars_to_dict(scalars)
+            values["learning_rate"] = self._learning_rate_at(step)
+            self.writer.write_row("train", step + 1, values)
+            self.last_train = values
+            window_steps, window_wait = window_steps + 1, window_wait + wait
+
+            if step == start_step:
+                # The first step includes tracing; time the rest of the run from here.
+                run_start = time.perf_counter()
+                window_start, window_steps, window_wait = run_start, 0, 0.0
+            elif self._due(step, self.config.log_iteration):
+                elapsed = time.perf_counter() - window_start
+                self._log_train(step + 1, values, window_steps, elapsed, window_wait)
+                window_start, window_steps, window_wait = time.perf_counter(), 0, 0.0
+
+            if aux_iterator is not None and self._due(step, self.config.aux_iteration):
+                self._validate(step + 1, aux_iterator)
+            if self._due(step, self.config.checkpoint_iteration):
+                self._save(step + 1)
+
+        steps_timed = self.config.iterations - start_step - 1
+        if steps_timed > 0:
+            run_rate = steps_timed * self.events_per_step / (time.perf_counter() - run_start)
+            logger.info("finished at step %d: %.3f events/s over %d steps (first step excluded)",
+                        self.config.iterations, run_rate, steps_timed)
+        self.writer.flush()
+        return RunSummary(start_step, self.config.iterations, run_rate, self.last_train,
+                          self.last_aux)
+
+    def _train_one_step(self, train_iterator):
+        wait = 0.0
+        accumulation = self.config.optimizer.gradient_accumulation
+        for index in range(accumulation):
+            fetch_start = time.perf_counter()
+            images, labels = next(train_iterator)
+            wait += time.perf_counter() - fetch_start
+            scalars = self.trainer.train_step(images, labels,
+                                              apply_update=index == accumulation - 1)
+        # Reading the scalars on the host waits for the step to finish.
+        scalars.numpy()
+        return scalars, wait
+
+    def _validate(self, step, aux_iterator):
+        images, labels = next(aux_iterator)
+        values = self.trainer.scalars_to_dict(self.trainer.evaluate_step(images, labels))
+        self.writer.write_row("aux", step, values)
+        self.last_aux = values
+        if self.runtime.is_root:
+            logger.info("step %d  validation  %s", step, _format_metrics(values))
+
+    def _save(self, step):
+        if self.runtime.is_root:
+            path = self.manager.save(checkpoint_number=step)
+            logger.info("step %d  saved checkpoint %s", step, path)
+
+    def _log_train(self, step, values, steps, elapsed, wait):
+        if not self.runtime.is_root:
+            return
+        rate = steps * self.events_per_step / elapsed if elapsed > 0 else 0.0
+        logger.info("step %d  %s  lr %.2e  %.3f events/s  input wait %.1f%%", step,
+                    _format_metrics(values), values["learning_rate"], rate,
+                    100.0 * wait / elapsed if elapsed > 0 else 0.0)
+
+    def _due(self, step, every):
+        return (step + 1) % every == 0 or step + 1 == self.config.iterations
+
+    def _learning_rate_at(self, step):
+        if callable(self.learning_rate):
+            return float(self.learning_rate(step))
+        return float(self.learning_rate)
+
+    def _accumulation_note(self):
+        accumulation = self.config.optimizer.gradient_accumulation
+        if accumulation == 1:
+            return ""
+        return f", {accumulation} minibatches accumulated per update"
+
+
+def _format_metrics(values):
+    return "  ".join(f"{name} {values[name]:.4f}" for name in LOGGED_METRICS if name in values)

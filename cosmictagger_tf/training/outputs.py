@@ -1,0 +1,71 @@
+"""What a run writes on rank 0: resolved configuration, metrics rows and TensorBoard summaries.
+
+Other ranks get a writer that does nothing, so the training loop never tests the rank itself.
+"""
+import json
+import logging
+import os
+import time
+
+import tensorflow as tf
+
+logger = logging.getLogger(__name__)
+
+METRICS_FILE = "metrics.jsonl"
+CONFIG_FILE = "config.json"
+
+
+def prepare_output_dir(path):
+    """Create ``path`` and prove it is writable now, rather than at the first checkpoint."""
+    try:
+        os.makedirs(path, exist_ok=True)
+        probe = os.path.join(path, f".write-test-{os.getpid()}")
+        with open(probe, "w") as handle:
+            handle.write("ok")
+        os.remove(probe)
+    except OSError as error:
+        raise OSError(f"output directory {path} is not writable ({error.strerror}); "
+                      f"choose another --output_dir") from None
+    return path
+
+
+class RunWriter:
+    """Writes config.json, one metrics.jsonl row per step and TensorBoard summaries."""
+
+    def __init__(self, output_dir):
+        self.output_dir = output_dir
+        self.metrics_path = os.path.join(output_dir, METRICS_FILE)
+        board = os.path.join(output_dir, "tensorboard")
+        self.summary_writers = {split: tf.summary.create_file_writer(os.path.join(board, split))
+                                for split in ("train", "aux")}
+
+    def write_config(self, config_dict, extra):
+        path = os.path.join(self.output_dir, CONFIG_FILE)
+        with open(path, "w") as handle:
+            json.dump({**config_dict, **extra}, handle, indent=2, sort_keys=True)
+        logger.info("wrote resolved configuration to %s", path)
+
+    def write_row(self, split, step, values):
+        row = {"split": split, "step": int(step), "time": round(time.time(), 3), **values}
+        with open(self.metrics_path, "a") as handle:
+            handle.write(json.dumps(row) + "\n")
+        with self.summary_writers[split].as_default(step=int(step)):
+            for name, value in values.items():
+                tf.summary.scalar(name, value)
+
+    def flush(self):
+        for writer in self.summary_writers.values():
+            writer.flush()
+
+
+class NullWriter:
+    """Stands in for RunWriter on ranks other than 0."""
+
+    def write_config(self, config_dict, extra):
+        return None
+
+    def write_row(self, split, step, values):
+        return None
+
+    def flush(self):
+        return None
