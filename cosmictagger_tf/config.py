@@ -170,13 +170,19 @@ class RunConfig:
                 raise ConfigError(f"--{name} must be at least 1, got {getattr(self, name)}")
 
     def _validate_image_size(self):
-        height, width = self.data.image_shape()
+        # The image size of real files is known once they are open; the loop checks it then.
+        if self.data.synthetic:
+            self.check_image_shape(self.data.image_shape())
+
+    def check_image_shape(self, image_shape):
+        """Raise ConfigError unless the network can halve ``image_shape`` network_depth times."""
+        height, width = image_shape
         factor = 2 ** self.network.network_depth
         if height % factor or width % factor:
             raise ConfigError(
                 f"image {height} x {width} (downsample {self.data.downsample}) is not divisible "
-                f"by 2**network_depth = {factor}; lower --network_depth or --downsample so that "
-                f"downsample + network_depth <= 8")
+                f"by 2**network_depth = {factor}; lower --network_depth or --downsample (for "
+                f"SBND images, downsample + network_depth <= 8)")
 
     def _validate_batch(self, num_ranks):
         if self.minibatch_size < 1:

@@ -45,6 +45,15 @@ def main(argv):
     configure_threads(config.intra_op_threads, config.inter_op_threads)
     runtime = start_runtime()
     tf.keras.utils.set_random_seed(config.data.seed)
+    status, message = _train(config, runtime, run_training, prepare_output_dir)
+    # Exiting here, outside the except clauses, drops the traceback and the tf.data iterators it
+    # holds: an interpreter that shuts down with a live iterator can hang in its reader threads.
+    if status:
+        _fail(status, message)
+
+
+def _train(config, runtime, run_training, prepare_output_dir):
+    """Run training; return ``(exit status, message)`` with status 0 on success."""
     try:
         if runtime.is_root:
             prepare_output_dir(config.output_dir)
@@ -52,9 +61,13 @@ def main(argv):
                     runtime.backend, config.output_dir)
         run_training(config, runtime)
     except ConfigError as error:
-        _fail(2, str(error))
+        return 2, str(error)
     except (Larcv3FormatError, FileNotFoundError, OSError) as error:
-        _fail(1, str(error))
+        return 1, str(error)
+    except Exception as error:  # noqa: BLE001 - reported with its traceback, then exit 1
+        logger.exception("training failed")
+        return 1, f"training failed: {type(error).__name__}: {error}"
+    return 0, ""
 
 
 def _fail(status, message):

@@ -10,7 +10,8 @@ import time
 
 import tensorflow as tf
 
-from cosmictagger_tf.data import pipeline
+from cosmictagger_tf.config import ConfigError
+from cosmictagger_tf.data import dense, pipeline
 from cosmictagger_tf.model import build_uresnet, count_parameters
 from cosmictagger_tf.training.outputs import NullWriter, RunWriter, prepare_output_dir
 from cosmictagger_tf.training.schedule import build_learning_rate
@@ -39,9 +40,8 @@ def run_training(config, runtime):
     """Train as ``config`` says on the ranks of ``runtime``; return a RunSummary."""
     config.validate(runtime.size)
     local_minibatch = config.local_minibatch_size(runtime.size)
-    image_shape = config.data.image_shape()
-
     train_source, aux_source = _open_sources(config)
+    image_shape = _image_shape(config, train_source, aux_source)
     train_data = _make_dataset(config, train_source, local_minibatch, runtime, start_step=0)
 
     model = build_uresnet(config.network, image_shape, config.precision, name=config.preset)
@@ -87,6 +87,19 @@ def _open_sources(config):
         aux_source = pipeline.EventSource(config.data.aux_files, config.data.image_producer,
                                           config.data.label_producer, config.network.num_planes)
     return train_source, aux_source
+
+
+def _image_shape(config, train_source, aux_source):
+    """Return the (height, width) the network sees: the files' image size, downsampled."""
+    if train_source is None:
+        return config.data.image_shape()
+    if aux_source and aux_source.number_of_voxels != train_source.number_of_voxels:
+        raise ConfigError(f"validation images ({aux_source.number_of_voxels}) and training images "
+                          f"({train_source.number_of_voxels}) differ in size (wires, ticks); "
+                          "validate on files of the same detector")
+    image_shape = dense.coarse_shape(train_source.number_of_voxels, config.data.downsample)
+    config.check_image_shape(image_shape)
+    return image_shape
 
 
 def _make_dataset(config, source, local_minibatch, runtime, start_step, seed_offset=0):

@@ -1,0 +1,136 @@
+"""Tests of the UResNet builder: reference parameter counts, shapes, options and serialisation."""
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from conftest import small_network
+from cosmictagger_tf.config import ConfigError, network_preset
+from cosmictagger_tf.model import build_uresnet, convolution_kernels, count_parameters
+from cosmictagger_tf.model import plane_layers
+
+# (trainable, total with batch-norm moving statistics) of the reference implementation.
+REFERENCE_COUNTS = {
+    "a21": (8_510_547, 8_516_083),
+    "uresnet": (18_382_131, 18_396_371),
+    "polaris": (1_926_403, 1_933_443),
+}
+
+
+@pytest.mark.parametrize("preset", sorted(REFERENCE_COUNTS))
+def test_preset_parameter_counts(preset):
+    # Parameter counts do not depend on the image size, so a small image keeps this fast.
+    model = build_uresnet(network_preset(preset), image_shape=(128, 128))
+    assert count_parameters(model) == REFERENCE_COUNTS[preset]
+
+
+@pytest.mark.parametrize("precision", ["float32", "mixed", "bfloat16"])
+def test_output_shapes_and_dtype(precision):
+    model = build_uresnet(small_network(), image_shape=(32, 64), precision=precision)
+    outputs = model(tf.zeros([2, 32, 64, 3]), training=False)
+    assert len(outputs) == 3
+    for plane_logits in outputs:
+        assert plane_logits.shape == (2, 32, 64, 3)
+        assert plane_logits.dtype == tf.float32
+
+
+def test_independent_planes_more_weights():
+    shared = build_uresnet(small_network(), image_shape=(32, 64))
+    independent = build_uresnet(small_network(independent_planes=True), image_shape=(32, 64))
+    shared_trainable, _ = count_parameters(shared)
+    independent_trainable, _ = count_parameters(independent)
+    bottleneck = sum(int(np.prod(w.shape)) for layer in shared.layers
+                     if layer.name.startswith("deepest") for w in layer.trainable_weights)
+    outputs = independent(tf.zeros([1, 32, 64, 3]))
+    # Everything but the shared bottleneck exists once per plane.
+    assert independent_trainable == 3 * (shared_trainable - bottleneck) + bottleneck
+    assert [o.shape for o in outputs] == [(1, 32, 64, 3)] * 3
+
+
+@pytest.mark.parametrize("options", [
+    dict(downsampling="convolutional", upsampling="convolutional"),
+    dict(connections="sum", residual=False),
+    dict(connections="none", growth_rate="multiplicative"),
+    dict(normalization="none", use_bias=False),
+])
+def test_network_options_build_and_run(options):
+    model = build_uresnet(small_network(**options), image_shape=(32, 64))
+    outputs = model(tf.random.uniform([1, 32, 64, 3]), training=True)
+    assert outputs[0].shape == (1, 32, 64, 3)
+    assert all(np.isfinite(o.numpy()).all() for o in outputs)
+
+
+def test_no_normalization_has_no_statistics():
+    model = build_uresnet(small_network(normalization="none"), image_shape=(32, 64))
+    trainable, total = count_parameters(model)
+    assert trainable == total
+
+
+def test_indivisible_image_rejected():
+    with pytest.raises(ValueError, match="not divisible by 2\\*\\*network_depth = 8"):
+        build_uresnet(small_network(), image_shape=(36, 64))
+
+
+def test_invalid_option_rejected():
+    with pytest.raises(ConfigError, match="connections"):
+        build_uresnet(small_network(connections="product"), image_shape=(32, 64))
+
+
+def test_fold_planes_round_trip():
+    planes = tf.reshape(tf.range(2 * 4 * 6 * 3, dtype=tf.float32), [2, 4, 6, 3])
+    folded = plane_layers.FoldPlanes()(planes)
+    assert folded.shape == (6, 4, 6, 1)
+    np.testing.assert_array_equal(folded[3, ..., 0], planes[1, ..., 1])
+    unfolded = plane_layers.UnfoldPlanes(3)(folded)
+    for plane in range(3):
+        np.testing.assert_array_equal(unfolded[plane][..., 0], planes[..., plane])
+
+
+def test_planes_channels_round_trip():
+    folded = tf.random.uniform([6, 2, 3, 5])
+    merged = plane_layers.PlanesToChannels(3)(folded)
+    assert merged.shape == (2, 2, 3, 15)
+    # Event 1's channels 5..9 are plane 1's features, which sit at folded row 1 * 2 + 1.
+    np.testing.assert_array_equal(merged[1, ..., 5:10], folded[3])
+    np.testing.assert_array_equal(plane_layers.ChannelsToPlanes(3)(merged), folded)
+
+
+def test_planes_meet_only_at_bottleneck():
+    # Without the bottleneck's mixing, a change in plane 0 would leave planes 1 and 2 untouched;
+    # with it, all planes see the change, which shows the planes do meet.
+    model = build_uresnet(small_network(), image_shape=(32, 64))
+    base = tf.zeros([1, 32, 64, 3])
+    changed = tf.tensor_scatter_nd_update(base, [[0, 10, 10, 0]], [50.0])
+    before, after = model(base), model(changed)
+    for plane in range(3):
+        assert not np.allclose(before[plane].numpy(), after[plane].numpy())
+
+
+def test_convolution_kernels_cover_all_convs():
+    model = build_uresnet(network_preset("a21"), image_shape=(128, 128))
+    kernels = convolution_kernels(model)
+    kernel_weights = sum(int(np.prod(k.shape)) for k in kernels)
+    trainable, _ = count_parameters(model)
+    # 1 initial + 6 levels x (2 encode + down + up + 2 decode) + 7 bottleneck + 1 classifier.
+    assert len(kernels) == 45
+    assert 0.99 * trainable < kernel_weights < trainable
+
+
+def test_saved_model_reloads_same_logits(tmp_path):
+    model = build_uresnet(small_network(), image_shape=(32, 64))
+    events = tf.random.uniform([2, 32, 64, 3], seed=1) * 50.0
+    expected = model(events, training=False)
+    path = tmp_path / "uresnet.keras"
+    model.save(path)
+    reloaded = tf.keras.models.load_model(path)
+    for plane in range(3):
+        np.testing.assert_allclose(reloaded(events, training=False)[plane], expected[plane],
+                                   rtol=1e-5, atol=1e-5)
+
+
+def test_inference_batch_independent():
+    model = build_uresnet(small_network(), image_shape=(32, 64))
+    events = tf.random.uniform([3, 32, 64, 3], seed=2) * 50.0
+    together = model(events, training=False)
+    alone = model(events[1:2], training=False)
+    for plane in range(3):
+        np.testing.assert_allclose(together[plane][1:2], alone[plane], rtol=1e-4, atol=1e-4)
