@@ -26,6 +26,8 @@ def main(argv):
     if len(argv) > 1:
         _fail(2, f"unexpected arguments {' '.join(argv[1:])}; every option is a --flag")
     absl_logging.set_verbosity(absl_logging.INFO)
+    absl_logging.get_absl_handler().setFormatter(
+        logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%d %H:%M:%S"))
 
     config = run_flags.config_from_flags()
     if config.output_dir is None:

@@ -174,6 +174,7 @@ class _Loop:
             if step == start_step:
                 # The first step includes tracing; time the rest of the run from here.
                 run_start = time.perf_counter()
+                self._log_first_step(step + 1, values, run_start - window_start)
                 window_start, window_steps, window_wait = run_start, 0, 0.0
             elif self._due(step, self.config.log_iteration):
                 elapsed = time.perf_counter() - window_start
@@ -227,6 +228,11 @@ class _Loop:
         logger.info("step %d  %s  lr %.2e  %.3f events/s  input wait %.1f%%", step,
                     _format_metrics(values), values["learning_rate"], rate,
                     100.0 * wait / elapsed if elapsed > 0 else 0.0)
+
+    def _log_first_step(self, step, values, elapsed):
+        if self.runtime.is_root:
+            logger.info("step %d  %s  lr %.2e  (first step, including graph tracing: %.1f s)",
+                        step, _format_metrics(values), values["learning_rate"], elapsed)
 
     def _due(self, step, every):
         return (step + 1) % every == 0 or step + 1 == self.config.iterations
