@@ -3,8 +3,8 @@
     .venv/bin/python benchmarks/train_throughput.py --preset=a21 --downsample=1 \
         --minibatch_size=2 --precision=float32 --warmup_steps=3 --steps=10 --repeats=3
 
-Each repeat runs ``--steps`` train steps after the warm-up steps; the step's scalars are read
-on the host before each clock read, so the time covers finished work only. Throughput is
+Each repeat runs ``--steps`` train steps after the warm-up steps. The step's scalars are read on
+the host before each clock read, so the time covers finished work only. Throughput is
 total events over total time; the spread over repeats is reported too.
 """
 import os

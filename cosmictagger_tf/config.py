@@ -1,8 +1,8 @@
 """Typed configuration of a run: network, data, optimisation and run settings, plus presets.
 
-Command-line flags are turned into these dataclasses once, at the entry point; building a model,
-a dataset or a training step reads only these objects, never global flags, so notebooks and tests
-can use every component without absl.
+Command-line flags are turned into these dataclasses once, at the entry point. Building a model,
+a dataset or a training step reads only these objects, never global flags, so notebooks and
+tests can use every component without absl.
 """
 import dataclasses
 from dataclasses import dataclass, field
@@ -87,7 +87,7 @@ def network_preset(name, **overrides):
 
 @dataclass
 class DataConfig:
-    """Where events come from and how they are shaped into minibatches."""
+    """Event source and minibatch shaping settings."""
 
     data_files: Tuple[str, ...] = ()     # larcv3 training files (paths or globs)
     aux_files: Tuple[str, ...] = ()      # validation files, may be empty

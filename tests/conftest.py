@@ -7,7 +7,8 @@ import pytest
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 REPO_DIR = Path(__file__).resolve().parents[1]
-SAMPLE_PATH = REPO_DIR.parent / "shared" / "data" / "cosmic_tagging_light.h5"
+SAMPLE_PATH = Path(os.environ.get(
+    "COSMICTAGGER_SAMPLE", REPO_DIR.parent / "shared" / "data" / "cosmic_tagging_light.h5"))
 
 
 @pytest.fixture(scope="session")

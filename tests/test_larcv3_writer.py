@@ -10,7 +10,7 @@ import larcv3_factory as factory
 from cosmictagger_tf.data import larcv3_format as fmt
 from cosmictagger_tf.data.larcv3_writer import Larcv3Writer, write_dense_events
 
-SAMPLE_PATH = Path(__file__).resolve().parents[2] / "shared" / "data" / "cosmic_tagging_light.h5"
+from conftest import SAMPLE_PATH
 PRODUCERS = ("sbndwire", "sbnd_cosmicseg")
 SPARSE2D_DATASETS = ("extents", "voxel_extents", "image_meta", "voxels")
 HEIGHT, WIDTH = 16, 32

@@ -1,9 +1,9 @@
 """Turn sparse voxels into dense, downsampled plane images, in NumPy and in TensorFlow ops.
 
 Downsampling by ``2**d`` goes straight from voxels to the coarse grid, without building the
-full-resolution image: the charge of a ``2**d x 2**d`` block is summed and divided by the block
-area (empty pixels count as zero), and the label of a block is the maximum of its voxels'
-labels (neutrino beats cosmic beats background). Output layout is channels last: ``[H, W, P]``.
+full-resolution image. The charge of a ``2**d x 2**d`` block is summed and divided by the block
+area, so empty pixels count as zero. The label of a block is the maximum of its voxels' labels:
+neutrino beats cosmic beats background. Output layout is channels last: ``[H, W, P]``.
 
 A voxel id is a flat C-order index over ``number_of_voxels = (N0, N1)`` = (wires, ticks), so
 ``x = id // N1`` (wire) and ``y = id % N1`` (time tick).

@@ -1,8 +1,9 @@
 """Open larcv3 HDF5 files, check their sparse2d tables, and read events as sparse voxels.
 
-A file is checked when it is opened, before any training step: the producers exist, every table
-has one ``extents`` row per entry, every entry has one row per plane, voxel ranges lie inside the
-voxel table, every plane shares one image size, and image and label producers agree on voxel counts.
+A file is checked when it is opened, before any training step. The producers must exist, every
+table must have one ``extents`` row per entry and every entry one row per plane. Voxel ranges must
+lie inside the voxel table, all planes must share one image size, and the image and label
+producers must agree on voxel counts.
 Voxel ids are checked against the image size for the whole file at open time when the voxel table
 is small enough (``id_scan_limit``), and for every entry as it is read in all cases. Every error
 names the file, the entry and the plane, and says what to do.
@@ -18,8 +19,8 @@ from cosmictagger_tf.data import larcv3_format as fmt
 
 logger = logging.getLogger(__name__)
 
-# Files with at most this many voxels per producer get a full id scan at open time (about 16 bytes
-# a voxel, so the default reads at most 320 MB); larger files are checked entry by entry.
+# Files with at most this many voxels per producer get a full id scan at open time. A voxel row is
+# 16 bytes, so the default reads at most 320 MB. Larger files are checked entry by entry.
 DEFAULT_ID_SCAN_LIMIT = 20_000_000
 
 

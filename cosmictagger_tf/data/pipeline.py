@@ -3,8 +3,8 @@
 Order of events: position ``k`` of the stream belongs to epoch ``k // num_events`` and picks
 event ``permutation(epoch)[k % num_events]``, where each epoch's permutation comes from the run
 seed and the epoch number alone. Every rank computes the same permutation and takes its own
-slice of each global minibatch, so each event is seen once per epoch over all ranks, every rank
-runs the same number of steps, and a run restarted at step ``s`` continues at position
+slice of each global minibatch. So each event is seen once per epoch over all ranks and every
+rank runs the same number of steps. A run restarted at step ``s`` continues at position
 ``s * global_minibatch``. Reading the sparse voxels runs in Python (h5py); turning them into
 dense, downsampled tensors runs in TensorFlow ops, in parallel and outside the Python lock.
 """

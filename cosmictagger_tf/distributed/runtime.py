@@ -2,7 +2,7 @@
 
 Horovod is initialised even for one process, so the same training code runs alone or under
 ``horovodrun`` / ``mpiexec``. Where Horovod is not installed (a notebook, a plain pip install)
-a single-process stand-in with the same methods is used and the log says so.
+a single-process stand-in with the same methods is used, with a warning in the log.
 """
 import logging
 import os

@@ -1,6 +1,6 @@
 """The multi-plane UResNet as a Keras functional model, built from a NetworkConfig.
 
-Each wire plane goes through a U-shaped encoder and decoder of convolution blocks; the planes meet
+Each wire plane goes through a U-shaped encoder and decoder of convolution blocks. The planes meet
 only at the deepest level, where their features are concatenated, passed through a shared
 bottleneck and split again. With shared weights (the default) the planes are folded into the batch
 axis and every layer runs once on all planes; with ``independent_planes`` each plane gets its own

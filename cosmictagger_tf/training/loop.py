@@ -27,7 +27,7 @@ LOGGED_METRICS = ("loss", "accuracy", "non_bkg_accuracy", "cosmic_iou", "neutrin
 
 @dataclasses.dataclass
 class RunSummary:
-    """What a finished run reports back: steps run and the last logged values."""
+    """Summary of a finished run: the steps run and the last logged values."""
 
     first_step: int
     last_step: int
@@ -37,7 +37,7 @@ class RunSummary:
 
 
 def run_training(config, runtime):
-    """Train as ``config`` says on the ranks of ``runtime``; return a RunSummary."""
+    """Train with ``config`` on the ranks of ``runtime`` and return a RunSummary."""
     config.validate(runtime.size)
     local_minibatch = config.local_minibatch_size(runtime.size)
     train_source, aux_source = _open_sources(config)
@@ -90,7 +90,7 @@ def _open_sources(config):
 
 
 def _image_shape(config, train_source, aux_source):
-    """Return the (height, width) the network sees: the files' image size, downsampled."""
+    """Return the (height, width) of the network input, the files' image size downsampled."""
     if train_source is None:
         return config.data.image_shape()
     if aux_source and aux_source.number_of_voxels != train_source.number_of_voxels:

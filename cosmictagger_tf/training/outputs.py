@@ -1,4 +1,4 @@
-"""What a run writes on rank 0: resolved configuration, metrics rows and TensorBoard summaries.
+"""Run outputs written on rank 0: resolved configuration, metrics rows and TensorBoard summaries.
 
 Other ranks get a writer that does nothing, so the training loop never tests the rank itself.
 """
