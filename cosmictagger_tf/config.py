@@ -17,6 +17,8 @@ GROWTH = ("additive", "multiplicative")
 NORMALIZATION = ("batch", "none")
 LOSS_BALANCE_SCHEMES = ("none", "light", "even", "focal")
 PRECISIONS = ("float32", "mixed", "bfloat16")
+COMPRESSIONS = ("none", "fp16", "bf16")
+LR_SCALINGS = ("none", "linear", "sqrt")
 
 
 class ConfigError(ValueError):
@@ -137,12 +139,45 @@ class OptimizerConfig:
 
 
 @dataclass
+class DistributedConfig:
+    """Horovod and learning-rate settings that matter when training on many ranks."""
+
+    fusion_threshold_mb: Optional[float] = None   # HOROVOD_FUSION_THRESHOLD; None: Horovod's 128 MB
+    num_groups: int = 0                  # gradient allreduce groups; 0 fuses by threshold only
+    compression: str = "none"            # gradients sent as float16 or bfloat16, or unchanged
+    timeline: Optional[str] = None       # HOROVOD_TIMELINE output file
+    stall_shutdown_s: int = 120          # seconds a rank may stall before the job stops
+    lr_scaling: str = "none"             # scale the learning rates with the global minibatch
+    lr_reference_minibatch: int = 2      # global minibatch the given learning rates are for
+    rank_summaries: bool = False         # every rank writes ranks/rank<R>.json at the end
+
+    def validate(self):
+        _check_choice("horovod_compression", self.compression, COMPRESSIONS)
+        _check_choice("lr_scaling", self.lr_scaling, LR_SCALINGS)
+        if self.num_groups < 0:
+            raise ConfigError(f"--horovod_num_groups must be 0 or more, got {self.num_groups}")
+        if self.lr_reference_minibatch < 1:
+            raise ConfigError("--lr_reference_minibatch must be at least 1, "
+                              f"got {self.lr_reference_minibatch}")
+
+    def learning_rate_factor(self, minibatch_size):
+        """Return the factor applied to every learning rate for a global ``minibatch_size``."""
+        ratio = minibatch_size / self.lr_reference_minibatch
+        if self.lr_scaling == "linear":
+            return ratio
+        if self.lr_scaling == "sqrt":
+            return ratio ** 0.5
+        return 1.0
+
+
+@dataclass
 class RunConfig:
     """Everything a training run needs; built once from flags or by hand in a notebook."""
 
     network: NetworkConfig = field(default_factory=NetworkConfig)
     data: DataConfig = field(default_factory=DataConfig)
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    distributed: DistributedConfig = field(default_factory=DistributedConfig)
     preset: str = "uresnet"
     minibatch_size: int = 2              # global batch: events per step over all ranks
     iterations: int = 100
@@ -156,12 +191,14 @@ class RunConfig:
     inter_op_threads: int = 0            # 0 lets TensorFlow choose
     intra_op_threads: int = 0
     jit_compile: bool = False
+    deterministic: bool = False          # deterministic TensorFlow ops
 
     def validate(self, num_ranks=1):
         """Check every setting and raise ConfigError with one line saying what to change."""
         self.network.validate()
         self.data.validate()
         self.optimizer.validate()
+        self.distributed.validate()
         _check_choice("precision", self.precision, PRECISIONS)
         self._validate_image_size()
         self._validate_batch(num_ranks)

@@ -71,6 +71,27 @@ flags.DEFINE_integer("intra_op_threads", 0, "TensorFlow intra-op threads (0: Ten
 flags.DEFINE_integer("inter_op_threads", 0, "TensorFlow inter-op threads (0: TensorFlow's "
                      "choice).")
 flags.DEFINE_bool("jit_compile", False, "Compile the steps with XLA.")
+flags.DEFINE_bool("deterministic", False, "Use deterministic TensorFlow ops, so a run repeats "
+                  "bit for bit on the same machine and thread count (slower).")
+
+# Distributed training.
+flags.DEFINE_float("horovod_fusion_threshold_mb", None, "Horovod tensor fusion buffer in MB "
+                   "(HOROVOD_FUSION_THRESHOLD; default: Horovod's 128 MB).")
+flags.DEFINE_integer("horovod_num_groups", 0, "Split the gradient allreduce into this many "
+                     "groups (0: fuse by the threshold only).")
+flags.DEFINE_enum("horovod_compression", "none", list(config_lib.COMPRESSIONS), "Send "
+                  "gradients between ranks as float16 (fp16) or bfloat16 (bf16).")
+flags.DEFINE_string("horovod_timeline", None, "Write a Horovod timeline (Chrome trace JSON) to "
+                    "this file.")
+flags.DEFINE_integer("stall_shutdown_seconds", 120, "Stop the whole job when a rank has not "
+                     "joined a collective for this many seconds.")
+flags.DEFINE_enum("lr_scaling", "none", list(config_lib.LR_SCALINGS), "Scale the learning "
+                  "rates by the global minibatch over --lr_reference_minibatch (linear or "
+                  "square root).")
+flags.DEFINE_integer("lr_reference_minibatch", 2, "Global minibatch the learning rates are "
+                     "given for.")
+flags.DEFINE_bool("rank_summaries", False, "Every rank writes ranks/rank<R>.json in the run "
+                  "folder: digests of its weights and optimizer state and its last metrics.")
 
 _NETWORK_FLAGS = ("n_initial_filters", "network_depth", "blocks_per_layer",
                   "blocks_deepest_layer", "blocks_final", "filter_size_deepest",
@@ -94,12 +115,22 @@ def config_from_flags(flag_values=FLAGS):
         loss_balance_scheme=flag_values.loss_balance_scheme,
         weight_decay=flag_values.weight_decay,
         gradient_accumulation=flag_values.gradient_accumulation)
+    distributed = config_lib.DistributedConfig(
+        fusion_threshold_mb=flag_values.horovod_fusion_threshold_mb,
+        num_groups=flag_values.horovod_num_groups, compression=flag_values.horovod_compression,
+        timeline=flag_values.horovod_timeline,
+        stall_shutdown_s=flag_values.stall_shutdown_seconds,
+        lr_scaling=flag_values.lr_scaling,
+        lr_reference_minibatch=flag_values.lr_reference_minibatch,
+        rank_summaries=flag_values.rank_summaries)
     return config_lib.RunConfig(
-        network=network, data=data, optimizer=optimizer, preset=flag_values.preset,
+        network=network, data=data, optimizer=optimizer, distributed=distributed,
+        preset=flag_values.preset,
         minibatch_size=flag_values.minibatch_size, iterations=flag_values.iterations,
         precision=flag_values.precision, output_dir=flag_values.output_dir,
         checkpoint_iteration=flag_values.checkpoint_iteration,
         aux_iteration=flag_values.aux_iteration, log_iteration=flag_values.log_iteration,
         max_checkpoints=flag_values.max_checkpoints,
         intra_op_threads=flag_values.intra_op_threads,
-        inter_op_threads=flag_values.inter_op_threads, jit_compile=flag_values.jit_compile)
+        inter_op_threads=flag_values.inter_op_threads, jit_compile=flag_values.jit_compile,
+        deterministic=flag_values.deterministic)

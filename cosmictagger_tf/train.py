@@ -40,13 +40,25 @@ def main(argv):
 
     import tensorflow as tf
 
-    from cosmictagger_tf.distributed.runtime import configure_threads, start_runtime
+    from cosmictagger_tf.distributed.runtime import pin_devices, start_runtime
     from cosmictagger_tf.training.loop import run_training
     from cosmictagger_tf.training.outputs import prepare_output_dir
 
-    configure_threads(config.intra_op_threads, config.inter_op_threads)
-    runtime = start_runtime()
+    runtime = start_runtime(config.distributed)
+    try:
+        config.validate(runtime.size)
+    except ConfigError as error:
+        _fail(2, str(error))
+    if not runtime.is_root:
+        absl_logging.set_verbosity(absl_logging.WARNING)
+    device = pin_devices(runtime, config.intra_op_threads, config.inter_op_threads)
+    config.output_dir = runtime.broadcast_object(config.output_dir)
+    if runtime.is_root:
+        logger.info("%d rank(s), %d per node (%s); rank 0 runs on %s", runtime.size,
+                    runtime.local_size, runtime.backend, device)
     tf.keras.utils.set_random_seed(config.data.seed)
+    if config.deterministic:
+        tf.config.experimental.enable_op_determinism()
     status, message = _train(config, runtime, run_training, prepare_output_dir)
     # Exiting here, outside the except clauses, drops the traceback and the tf.data iterators it
     # holds: an interpreter that shuts down with a live iterator can hang in its reader threads.
@@ -59,8 +71,7 @@ def _train(config, runtime, run_training, prepare_output_dir):
     try:
         if runtime.is_root:
             prepare_output_dir(config.output_dir)
-        logger.info("rank %d of %d (%s); output in %s", runtime.rank, runtime.size,
-                    runtime.backend, config.output_dir)
+            logger.info("output in %s", config.output_dir)
         run_training(config, runtime)
     except ConfigError as error:
         return 2, str(error)

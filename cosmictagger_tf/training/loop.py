@@ -13,7 +13,8 @@ import tensorflow as tf
 from cosmictagger_tf.config import ConfigError
 from cosmictagger_tf.data import dense, pipeline
 from cosmictagger_tf.model import build_uresnet, count_parameters
-from cosmictagger_tf.training.outputs import NullWriter, RunWriter, prepare_output_dir
+from cosmictagger_tf.training.outputs import (NullWriter, RunWriter, prepare_output_dir,
+                                              write_rank_summary)
 from cosmictagger_tf.training.schedule import build_learning_rate
 from cosmictagger_tf.training.trainer import Trainer
 
@@ -53,7 +54,7 @@ def run_training(config, runtime):
     events_per_epoch = train_source.num_events if train_source else SYNTHETIC_EPOCH_EVENTS
     steps_per_epoch = max(1.0, events_per_epoch / (config.minibatch_size
                                                    * config.optimizer.gradient_accumulation))
-    learning_rate = build_learning_rate(config.optimizer, steps_per_epoch)
+    learning_rate = build_learning_rate(_scaled_optimizer_config(config), steps_per_epoch)
     trainer = Trainer(model, tf.keras.optimizers.Adam(learning_rate), runtime, config.optimizer,
                       config.precision, config.jit_compile)
 
@@ -72,8 +73,31 @@ def run_training(config, runtime):
     aux_data = (_make_dataset(config, aux_source, local_minibatch, runtime, 0, seed_offset=1)
                 if aux_source else None)
 
+    # The optimiser built its slot variables in Trainer, so rank 0's model and optimiser state,
+    # freshly initialised or restored, can reach every rank before the first step.
+    trainer.broadcast_state()
+
     loop = _Loop(config, runtime, trainer, manager, writer, step, learning_rate)
-    return loop.run(start_step, iter(train_data), iter(aux_data) if aux_data else None)
+    summary = loop.run(start_step, iter(train_data), iter(aux_data) if aux_data else None)
+    if config.distributed.rank_summaries:
+        write_rank_summary(config.output_dir, runtime, trainer, summary)
+    return summary
+
+
+def _scaled_optimizer_config(config):
+    """Return the optimiser settings with the learning rates scaled for the global minibatch."""
+    settings = config.distributed
+    factor = settings.learning_rate_factor(config.minibatch_size)
+    if settings.lr_scaling == "none":
+        return config.optimizer
+    optimizer = dataclasses.replace(
+        config.optimizer, learning_rate=config.optimizer.learning_rate * factor,
+        warmup_learning_rate=config.optimizer.warmup_learning_rate * factor,
+        floor_learning_rate=config.optimizer.floor_learning_rate * factor)
+    logger.info("learning rates scaled by %.3f (%s, global minibatch %d over reference %d): "
+                "peak %.2e", factor, settings.lr_scaling, config.minibatch_size,
+                settings.lr_reference_minibatch, optimizer.learning_rate)
+    return optimizer
 
 
 def _open_sources(config):
@@ -162,8 +186,6 @@ class _Loop:
 
         for step in range(start_step, self.config.iterations):
             scalars, wait = self._train_one_step(train_iterator)
-            if step == start_step:
-                self.trainer.broadcast_state()
             self.step.assign(step + 1)
             values = self.trainer.scalars_to_dict(scalars)
             values["learning_rate"] = self._learning_rate_at(step)

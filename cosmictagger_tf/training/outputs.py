@@ -58,6 +58,29 @@ class RunWriter:
             writer.flush()
 
 
+def write_rank_summary(output_dir, runtime, trainer, summary):
+    """Write ``ranks/rank<R>.json``: digests of this rank's weights and optimiser, last values.
+
+    Every rank writes its own file, so a job can show that all ranks hold identical state.
+    """
+    from cosmictagger_tf.distributed.runtime import variables_digest
+
+    folder = os.path.join(output_dir, "ranks")
+    os.makedirs(folder, exist_ok=True)
+    record = {
+        "rank": runtime.rank, "size": runtime.size, "local_rank": runtime.local_rank,
+        "first_step": summary.first_step, "last_step": summary.last_step,
+        "trainable_sha256": variables_digest(trainer.model.trainable_variables),
+        # Batch-norm moving statistics follow each rank's own minibatches, so they differ
+        # between ranks; rank 0's are the ones saved in checkpoints.
+        "statistics_sha256": variables_digest(trainer.model.non_trainable_variables),
+        "optimizer_sha256": variables_digest(trainer.optimizer.variables),
+        "last_train": summary.last_train, "last_aux": summary.last_aux,
+    }
+    with open(os.path.join(folder, f"rank{runtime.rank}.json"), "w") as handle:
+        json.dump(record, handle, indent=2, sort_keys=True)
+
+
 class NullWriter:
     """Stands in for RunWriter on ranks other than 0."""
 

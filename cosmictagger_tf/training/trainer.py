@@ -57,10 +57,7 @@ class Trainer:
         return self._eval_step(images, labels)
 
     def broadcast_state(self):
-        """Copy rank 0's model and optimiser state to every rank.
-
-        Called after the first step, because the optimiser creates its slot variables then.
-        """
+        """Copy rank 0's model and optimiser state, slot variables included, to every rank."""
         self.runtime.broadcast_variables(self.model.variables)
         self.runtime.broadcast_variables(self.optimizer.variables)
 
