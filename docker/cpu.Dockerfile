@@ -2,6 +2,8 @@
 # Build from the repository root:  docker build -f docker/cpu.Dockerfile -t cosmictagger-tf:cpu .
 FROM python:3.11-slim-bookworm
 
+# Debian's package versions change with every point release, so the compilers are not pinned.
+# hadolint ignore=DL3008
 RUN apt-get update \
     && apt-get install -y --no-install-recommends g++ cmake make git \
     && rm -rf /var/lib/apt/lists/*

@@ -30,8 +30,12 @@ if "$venv_dir/bin/python" -c "import horovod.tensorflow" >/dev/null 2>&1; then
 else
   log "building Horovod 0.28.1 from source with Gloo (about two minutes per core pair)"
   "${pip[@]}" install -q psutil cloudpickle pyyaml packaging cmake wheel
-  HOROVOD_WITH_TENSORFLOW=1 HOROVOD_WITH_GLOO=1 HOROVOD_WITHOUT_PYTORCH=1 \
-  HOROVOD_WITHOUT_MXNET=1 HOROVOD_WITHOUT_MPI=1 \
+  # Clusters set HOROVOD_WITH_MPI=1 (and HOROVOD_GPU_OPERATIONS=NCCL on NVIDIA GPUs) to build
+  # the MPI launcher support that mpiexec and srun need; the default is Gloo only.
+  mpi_setting=HOROVOD_WITHOUT_MPI=1
+  [ "${HOROVOD_WITH_MPI:-0}" = 1 ] && mpi_setting=HOROVOD_WITH_MPI=1
+  env HOROVOD_WITH_TENSORFLOW=1 HOROVOD_WITH_GLOO=1 HOROVOD_WITHOUT_PYTORCH=1 \
+    HOROVOD_WITHOUT_MXNET=1 "$mpi_setting" \
     "${pip[@]}" install -q --no-build-isolation --no-cache-dir horovod==0.28.1
 fi
 

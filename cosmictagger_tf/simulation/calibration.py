@@ -1,8 +1,8 @@
 """Calibration statistics of events: the figures that compare simulated events with real ones.
 
-Statistics per plane: mean stored voxels per event, charge median and upper percentiles (ADC),
-the occupied wire range and the class fractions among stored (charged) voxels; plus the class
-fractions over all planes. Events are ``[(ids, charge, labels), ...]`` per plane, as
+Statistics per plane are the mean number of stored voxels per event, the charge median and upper
+percentiles (ADC), the occupied wire range and the class fractions among stored (charged) voxels.
+The class fractions over all planes come on top. Events are ``[(ids, charge, labels), ...]`` per plane, as
 ``simulate_event`` returns them and as ``file_events`` reads them from a larcv3 file.
 """
 import numpy as np

@@ -4,8 +4,8 @@ Muons come from above with the zenith-angle spectrum of sea-level cosmic rays (i
 of the zenith angle, so the rate through a horizontal plane ~ cos^3).
 Their arrival time is uniform over a window wider than the readout. A muon that arrives before
 or after the trigger has its charge drift for a shorter or longer time, which moves its image
-towards or away from the cathode in each TPC by opposite amounts; charge that would cross the
-cathode or the anode in the image is not seen. So tracks break at the cathode tick and many are
+towards or away from the cathode in each TPC by opposite amounts. Charge that would cross the
+cathode or the anode in the image is lost. So tracks break at the cathode tick and many are
 cut short, as in the real data.
 """
 import numpy as np

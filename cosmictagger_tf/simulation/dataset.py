@@ -2,8 +2,9 @@
 
 Files live in a cache folder under names that encode the simulator version, the seed and the
 number of events, so a change of any of them makes new files and an existing complete file is
-reused. The writer only renames a file into place when it is complete, so an interrupted run
-leaves no file under the final name and the next call simulates it again.
+reused. A file is written under a name unique to the process and renamed into place when it is
+complete, so an interrupted run leaves no file under the final name, and processes that start
+at the same time (several ranks of one job) never write into the same file.
 """
 import logging
 import os
@@ -47,6 +48,16 @@ def default_dataset(cache_dir=DEFAULT_CACHE_DIR, train_events=DEFAULT_TRAIN_EVEN
         else:
             logger.info("default dataset: simulating %d %s events into %s", num_events, split,
                         path)
-            simulate_file(path, num_events, split_seed, SimulationSettings(), overwrite=True)
+            simulate_into_place(path, num_events, split_seed)
         paths.append(path)
     return tuple(paths)
+
+
+def simulate_into_place(path, num_events, seed):
+    """Simulate a file under a temporary name of this process, then rename it to ``path``."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        simulate_file(temporary, num_events, seed, SimulationSettings(), overwrite=True)
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)

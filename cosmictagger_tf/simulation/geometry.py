@@ -59,7 +59,7 @@ def wire_coordinate(points, plane):
     if plane == COLLECTION_PLANE:
         return COLLECTION_FIRST_WIRE + z / WIRE_PITCH
 
-    # +1 for wires rising at +60 degrees; the mirrored TPC at x > 0 sees the other angle.
+    # +1 for wires rising at +60 degrees. The mirrored TPC at x > 0 has the other angle.
     sign = np.where(points[:, 0] < 0, 1.0, -1.0) * (1.0 if plane == 0 else -1.0)
     u = z * np.cos(INDUCTION_ANGLE) - sign * y * np.sin(INDUCTION_ANGLE)
     return INDUCTION_FIRST_WIRE + (u - INDUCTION_U_MIN) / WIRE_PITCH

@@ -1,9 +1,9 @@
 """Neutrino interactions inside the TPC: a vertex with tracks and showers (label 2).
 
-The mix is a rough picture of the SBND beam: charged-current muon-neutrino events with a long
-muon, a few short protons and sometimes a neutral pion whose two photons shower; electron-neutrino
-events with an electron shower; and neutral-current events with protons, a charged pion and
-neutral-pion showers. Energies are in MeV and lengths in cm.
+The mix is a rough picture of the SBND beam. Charged-current muon-neutrino events have a long
+muon, a few short protons and sometimes a neutral pion whose two photons shower. Electron-neutrino
+events have an electron shower, and neutral-current events have protons, sometimes a charged pion
+and neutral-pion showers. Energies are in MeV and lengths in cm.
 """
 import numpy as np
 

@@ -59,18 +59,19 @@ def signal_pixels(deposits, plane, settings):
     ids, inverse = np.unique(flat_ids, return_inverse=True)
     charge = np.bincount(inverse, adc, len(ids))
     neutrino_charge = np.bincount(inverse, adc * is_neutrino, len(ids))
-    charge, neutrino_charge = compress(charge, settings), compress(neutrino_charge, settings)
     labels = np.where(neutrino_charge >= settings.label_min_charge, NEUTRINO,
                       np.where(charge - neutrino_charge >= settings.label_min_charge, COSMIC,
                                BACKGROUND)).astype(np.uint8)
-    return ids, charge, labels
+    return ids, compress(charge, settings), labels
 
 
 def compress(charge, settings):
     """Return pulse heights compressed above ``compression_scale`` ADC, linear below it.
 
-    Real processed wire signals grow more slowly than the deposited charge for large pulses
-    (tracks running along a wire or along the drift); this reproduces their charge tail.
+    Real processed wire signals grow more slowly than the deposited charge for large pulses, such
+    as tracks that run along a wire or along the drift, so a linear response overshoots their
+    charge tail. NOTE: the logarithm is an empirical fit to that tail, not a model of the
+    electronics.
     """
     scale = settings.compression_scale
     return scale * np.log1p(charge / scale) if scale > 0 else charge

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-STEP_CM = 0.15  # half a wire pitch, so every wire a track crosses sees deposits
+STEP_CM = 0.15  # cm, half a wire pitch, so every wire that a track crosses gets deposits
 MIP_DEDX = 2.1  # MeV/cm, minimum-ionising muon in liquid argon
 RADIATION_LENGTH = 14.0  # cm
 PHOTON_CONVERSION_LENGTH = 18.0  # cm, 9/7 of the radiation length
