@@ -91,7 +91,9 @@ def network_preset(name, **overrides):
 class DataConfig:
     """Event source and minibatch shaping settings."""
 
-    data_files: Tuple[str, ...] = ()     # larcv3 training files (paths or globs)
+    data_files: Tuple[str, ...] = ()     # larcv3 training files; empty: the simulated default
+    cache_dir: Optional[str] = None      # folder of the simulated default dataset
+    default_events: Tuple[int, int] = (320, 64)  # training, validation events of that dataset
     aux_files: Tuple[str, ...] = ()      # validation files, may be empty
     image_producer: str = fmt.DEFAULT_IMAGE_PRODUCER
     label_producer: str = fmt.DEFAULT_LABEL_PRODUCER
@@ -105,8 +107,10 @@ class DataConfig:
     def validate(self):
         if not 0 <= self.downsample <= 8:
             raise ConfigError(f"--downsample must be between 0 and 8, got {self.downsample}")
-        if not self.synthetic and not self.data_files:
-            raise ConfigError("no training data: give --data_file=FILE[,FILE...] or --synthetic")
+
+    def uses_default_dataset(self):
+        """Return True when no file and no synthetic data is given: the simulated default."""
+        return not self.synthetic and not self.data_files
 
     def image_shape(self):
         """Return (height, width) of one plane after downsampling."""

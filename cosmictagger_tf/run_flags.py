@@ -12,7 +12,15 @@ from cosmictagger_tf import config as config_lib
 FLAGS = flags.FLAGS
 
 # Data.
-flags.DEFINE_list("data_file", [], "Training larcv3 file(s): comma-separated paths or globs.")
+flags.DEFINE_list("data_file", [], "Training larcv3 file(s): comma-separated paths or globs. "
+                  "Without it (and without --synthetic) the run trains on the built-in default "
+                  "dataset: simulated SBND-like events, made once into --cache_dir.")
+flags.DEFINE_integer("default_train_events", 320, "Events in the simulated default training "
+                     "file.", lower_bound=1)
+flags.DEFINE_integer("default_validation_events", 64, "Events in the simulated default "
+                     "validation file.", lower_bound=1)
+flags.DEFINE_string("cache_dir", None, "Folder of the simulated default dataset (default: "
+                    "$COSMICTAGGER_CACHE or ~/.cache/cosmictagger_tf).")
 flags.DEFINE_list("aux_file", [], "Validation larcv3 file(s), evaluated every --aux_iteration "
                   "steps on one minibatch.")
 flags.DEFINE_string("image_producer", "sbndwire", "sparse2d producer holding the wire charge.")
@@ -106,6 +114,8 @@ def config_from_flags(flag_values=FLAGS):
     network = config_lib.network_preset(flag_values.preset, **overrides)
     data = config_lib.DataConfig(
         data_files=tuple(flag_values.data_file), aux_files=tuple(flag_values.aux_file),
+        cache_dir=flag_values.cache_dir,
+        default_events=(flag_values.default_train_events, flag_values.default_validation_events),
         image_producer=flag_values.image_producer, label_producer=flag_values.label_producer,
         downsample=flag_values.downsample, synthetic=flag_values.synthetic,
         shuffle=flag_values.shuffle, seed=flag_values.seed,

@@ -40,9 +40,9 @@ def test_synthetic_image_must_divide():
         config.validate()
 
 
-def test_files_required_without_synthetic():
-    with pytest.raises(ConfigError, match="--data_file"):
-        RunConfig().validate()
+def test_no_files_means_default_dataset():
+    assert RunConfig().data.uses_default_dataset()
+    assert not synthetic_run().data.uses_default_dataset()
 
 
 @pytest.mark.parametrize("scaling, expected", [("none", 1.0), ("linear", 8.0), ("sqrt", 8 ** 0.5)])

@@ -1,5 +1,7 @@
-"""Tests of the export command: each exported format, loaded in a fresh process, gives the scores
-of the in-memory model; the SavedModel signature is as documented; exports load for inference."""
+"""Tests of the export command and of the models it writes.
+
+Each format, loaded in a fresh process, gives the scores of the in-memory model. The SavedModel
+signature is as documented, and the exports load for inference."""
 import json
 import subprocess
 import sys
@@ -103,8 +105,8 @@ def test_export_writes_every_format_and_checks_onnx(exported):
     ("saved_model", LOAD_SAVED_MODEL, "saved_model", 1e-5),
     ("onnx", LOAD_ONNX, "model.onnx", 1e-4),
 ])
-def test_exported_model_in_fresh_process_gives_in_memory_scores(exported, tmp_path, fmt_name,
-                                                                 script, path, tolerance):
+def test_fresh_process_scores_match_memory(exported, tmp_path, fmt_name, script, path,
+                                           tolerance):
     output_dir, model, _, _ = exported
     events = fixed_events(model)
     expected = in_memory_scores(model, events)

@@ -158,7 +158,8 @@ def test_infer_metrics_match_output_and_labels(labelled_run, infer_output):
                             for plane in range(3))
     assert confusion_correct == correct
     assert len(summary["events"]) == NUM_EVENTS
-    assert "neutrino_efficiency" in result.stdout and "cosmic_rejection" in result.stdout
+    assert "neutrino_efficiency" in result.stdout
+    assert "cosmic_rejection" in result.stdout
 
 
 def test_predictions_do_not_depend_on_batch(labelled_run):

@@ -47,7 +47,7 @@ def test_flag_file_parses(flag_file):
 
     flag_values = flags.FlagValues()
     for name, flag in run_flags.FLAGS._flags().items():
-        if name not in flag_values:
+        if name == flag.name and name not in flag_values:
             flag_values[name] = flag
     flag_values([sys.argv[0], f"--flagfile={flag_file}"])
     config = run_flags.config_from_flags(flag_values)

@@ -81,10 +81,24 @@ def test_indivisible_image_exits_2(tmp_path):
     assert not (tmp_path / "bad").exists()
 
 
-def test_missing_data_exits_2(tmp_path):
-    result = run_train(f"--output_dir={tmp_path / 'none'}")
-    assert result.returncode == 2
-    assert "--data_file" in result.stderr
+def test_default_dataset_simulated_once(tmp_path):
+    cache_dir = tmp_path / "cache"
+    common = [f"--cache_dir={cache_dir}", "--default_train_events=6",
+              "--default_validation_events=2", "--downsample=3", "--iterations=2",
+              "--aux_iteration=2", *TINY_NETWORK]
+
+    first = run_train(*common, f"--output_dir={tmp_path / 'first'}")
+    assert first.returncode == 0, first.stderr[-3000:]
+    files = sorted(cache_dir.glob("*.h5"))
+    assert len(files) == 2
+    assert "simulating 6 train events" in first.stderr
+    assert len(metrics_rows(tmp_path / "first", "aux")) == 1
+    modified = [path.stat().st_mtime_ns for path in files]
+
+    second = run_train(*common, f"--output_dir={tmp_path / 'second'}")
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert "reusing" in second.stderr
+    assert [path.stat().st_mtime_ns for path in sorted(cache_dir.glob("*.h5"))] == modified
 
 
 def test_missing_producer_exits_1(small_file, tmp_path):

@@ -2,7 +2,7 @@
 
     python -m cosmictagger_tf.display --data_file=F --entry=N [--predictions=P] --output=E.png
 
-The labels are drawn when the file has the label producer; the predicted classes when
+The labels are drawn when the file has the label producer. The predicted classes are drawn when
 ``--predictions`` names a file written by ``cosmictagger_tf.infer`` from the same input. A bad
 configuration exits with status 2, unreadable input with status 1, each with one line.
 """

@@ -51,7 +51,9 @@ def event_figure(charge, labels=None, predictions=None, title=""):
     height, width, num_planes = charge.shape
 
     width_px, height_px = figure_pixels(len(columns), num_planes, (height, width))
-    figure = Figure(figsize=(width_px / DPI, height_px / DPI), dpi=DPI, layout="constrained")
+    # A hundredth of a pixel more keeps float rounding from dropping the last pixel row.
+    figure = Figure(figsize=((width_px + 0.01) / DPI, (height_px + 0.01) / DPI), dpi=DPI,
+                    layout="constrained")
     axes = figure.subplots(num_planes, len(columns), squeeze=False)
 
     factor = _drawing_factor(width)
@@ -76,8 +78,9 @@ def event_figure(charge, labels=None, predictions=None, title=""):
             ax.tick_params(labelsize=7)
 
     figure.suptitle(title, fontsize=12)
-    figure.legend(handles=_legend_handles(), loc="outside lower center", ncols=4, fontsize=10,
-                  frameon=False)
+    if len(columns) > 1:
+        figure.legend(handles=_legend_handles(), loc="outside lower center", ncols=4,
+                      fontsize=10, frameon=False)
     return figure
 
 

@@ -39,7 +39,8 @@ def main(argv):
 def _run_safely(argv):
     try:
         if len(argv) > 1:
-            raise ConfigError(f"unexpected arguments {' '.join(argv[1:])}")
+            raise ConfigError(f"unexpected arguments {' '.join(argv[1:])}; every option is a "
+                              f"--flag")
         for name in ("data_file", "predictions"):
             if not FLAGS[name].value:
                 raise ConfigError(f"--{name} is required")

@@ -22,8 +22,9 @@ Over the file: accuracy, non_bkg_accuracy, efficiency, purity and rejection are 
 voxel counts summed over all events, not as a mean of per-event ratios. The IoUs (and miou) are
 the mean over events of the per-event IoU, as training computes them per minibatch.
 
-Keys without a prefix are the mean over planes of the planes' values (None values left out,
-None when no plane has a value); ``plane{p}/{metric}`` keys are the values of plane p.
+Keys without a prefix are the mean over planes of the planes' values. None values are left out,
+and the mean is None when no plane has a value. ``plane{p}/{metric}`` keys are the values of
+plane p.
 
 Training metrics differ: they count every pixel of the dense, downsampled image, empty pixels
 included, so training accuracies are much higher than these voxel accuracies.
@@ -120,7 +121,7 @@ class EvaluationAccumulator:
     def summary(self):
         """Return ``{"num_events", "num_voxels", "file", "confusion", "events"}``.
 
-        ``file`` holds the metrics over the file; ``confusion`` the summed confusion matrix of
+        ``file`` contains the metrics over the file; ``confusion`` the summed confusion matrix of
         each plane (rows true class, columns predicted class); ``events`` one row per event.
         """
         per_plane = []

@@ -6,7 +6,10 @@ from cosmictagger_tf.evaluation.metrics import DEFINITIONS, METRICS
 
 
 def metrics_path_for(output_path):
-    """Return the default summary path beside a prediction file: ``OUT.h5`` -> ``OUT.metrics.json``."""
+    """Return the default summary path beside a prediction file.
+
+    ``OUT.h5`` gives ``OUT.metrics.json``.
+    """
     stem, _ = os.path.splitext(str(output_path))
     return f"{stem}.metrics.json"
 

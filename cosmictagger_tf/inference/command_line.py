@@ -1,7 +1,8 @@
 """Logging set-up and exit handling shared by the inference, export and display commands.
 
 Exit status 2 means a configuration that cannot work, status 1 input that cannot be read or a
-failed run. Either way the command prints one line that says what to do, without a traceback.
+failed run. Either way the command prints one line with the problem and the next step, without a
+traceback.
 """
 import logging
 import sys

@@ -39,16 +39,23 @@ def save_keras(keras_model, output_dir):
 
 
 def save_saved_model(keras_model, output_dir):
-    """Write a SavedModel whose ``serving_default`` maps ``planes`` to per-plane scores."""
+    """Write a SavedModel whose ``serving_default`` maps ``planes`` to per-plane scores.
+
+    The SavedModel contains the weights and the serving function only, not the Keras layers, so
+    that it saves and loads quickly and needs neither Keras nor this package to serve.
+    """
     path = os.path.join(output_dir, SAVED_MODEL_FOLDER)
     num_planes = keras_model.input_shape[-1]
+    serving = tf.Module()
+    serving.weights = list(keras_model.weights)
 
     @tf.function(input_signature=[input_spec(keras_model)])
     def serve(planes):
         scores = keras_model(planes, training=False)
         return {score_output_name(plane): scores[plane] for plane in range(num_planes)}
 
-    tf.saved_model.save(keras_model, path, signatures={SERVING_SIGNATURE: serve})
+    serving.serve = serve
+    tf.saved_model.save(serving, path, signatures={SERVING_SIGNATURE: serve})
     return path
 
 

@@ -30,20 +30,20 @@ SAVED_MODEL_FOLDER = "saved_model"
 
 
 class ModelLoadError(OSError):
-    """A model or checkpoint that cannot be found or read; the message says what to do.
+    """A model or checkpoint that cannot be found or read. The message gives the next step.
 
-    It is an OSError so that commands report it like any other unreadable input.
+    It is an OSError, so commands report it like any other unreadable input.
     """
 
 
 def score_output_name(plane):
-    """Return the name of the output that holds the class scores of ``plane``."""
+    """Return the name of the output that contains the class scores of ``plane``."""
     return f"plane{plane}_scores"
 
 
 @dataclasses.dataclass
 class RunFolder:
-    """What inference needs from a training run folder."""
+    """Settings and newest checkpoint of a training run folder, as inference uses them."""
 
     path: str
     checkpoint: str
@@ -145,7 +145,7 @@ def _read_run_config(run_dir, checkpoint):
 
 
 def training_resolution(full_shape, downsample):
-    """Return the (height, width) the network sees for full-resolution planes of ``full_shape``.
+    """Return the network's input (height, width) for full-resolution planes of ``full_shape``.
 
     Raises ConfigError when the plane size is not divisible by ``2**downsample``.
     """

@@ -4,7 +4,7 @@ Per plane, deposits are projected to (tick, wire), spread over neighbouring tick
 (wider for longer drifts), converted to ADC and summed per pixel. A pixel is labelled with the
 particle class whose own charge there reaches ``label_min_charge``, neutrino before cosmic. Charge
 induced on neighbouring wires, electronics noise and noise hits add charge labelled background,
-and pixels below the threshold are dropped. Noise hits are short runs along the time axis; in
+and pixels below the threshold are dropped. Noise hits are short runs along the time axis. In
 each TPC one induction plane is much noisier than the other, as in SBND data.
 """
 import numpy as np
@@ -37,8 +37,8 @@ def signal_pixels(deposits, plane, settings):
 
     ticks = geometry.drift_ticks(deposits.points[:, 0])
     wires = np.floor(geometry.wire_coordinate(deposits.points, plane)).astype(np.int64)
-    sigma = 0.35 + 0.35 * np.sqrt(geometry.drift_distance(deposits.points[:, 0])
-                                 / geometry.DRIFT_LENGTH)  # ticks
+    drift_fraction = geometry.drift_distance(deposits.points[:, 0]) / geometry.DRIFT_LENGTH
+    sigma = 0.35 + 0.35 * np.sqrt(drift_fraction)  # ticks
 
     base = np.floor(ticks).astype(np.int64)
     centres = TICK_OFFSETS[None, :] + 0.5 - (ticks - base)[:, None]
@@ -85,9 +85,9 @@ def add_crosstalk(ids, charge, labels, plane, settings):
     wires = ids // geometry.NUM_TICKS
     neighbour_ids, neighbour_charge = [], []
     for step in (-1, 1):
-        ok = (wires + step >= first) & (wires + step <= last)
-        neighbour_ids.append(ids[ok] + step * geometry.NUM_TICKS)
-        neighbour_charge.append(charge[ok] * settings.crosstalk)
+        on_plane = (wires + step >= first) & (wires + step <= last)
+        neighbour_ids.append(ids[on_plane] + step * geometry.NUM_TICKS)
+        neighbour_charge.append(charge[on_plane] * settings.crosstalk)
     return merge_pixels(ids, charge, labels, np.concatenate(neighbour_ids),
                         np.concatenate(neighbour_charge))
 

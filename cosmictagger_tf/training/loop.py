@@ -41,6 +41,8 @@ def run_training(config, runtime):
     """Train with ``config`` on the ranks of ``runtime`` and return a RunSummary."""
     config.validate(runtime.size)
     local_minibatch = config.local_minibatch_size(runtime.size)
+    if config.data.uses_default_dataset():
+        _use_default_dataset(config, runtime)
     train_source, aux_source = _open_sources(config)
     image_shape = _image_shape(config, train_source, aux_source)
     train_data = _make_dataset(config, train_source, local_minibatch, runtime, start_step=0)
@@ -98,6 +100,28 @@ def _scaled_optimizer_config(config):
                 "peak %.2e", factor, settings.lr_scaling, config.minibatch_size,
                 settings.lr_reference_minibatch, optimizer.learning_rate)
     return optimizer
+
+
+def _use_default_dataset(config, runtime):
+    """Point the run at the simulated default files, simulating them first on rank 0 only."""
+    from cosmictagger_tf.simulation import dataset
+
+    cache_dir = config.data.cache_dir or dataset.DEFAULT_CACHE_DIR
+    train_events, validation_events = config.data.default_events
+    if runtime.is_root:
+        train_path, validation_path = dataset.default_dataset(cache_dir, train_events,
+                                                              validation_events)
+    # The other ranks wait here until rank 0 has the files, then find them in the cache.
+    runtime.broadcast_object(0)
+    if not runtime.is_root:
+        train_path, validation_path = dataset.default_dataset(cache_dir, train_events,
+                                                              validation_events)
+
+    config.data.data_files = (str(train_path),)
+    if not config.data.aux_files:
+        config.data.aux_files = (str(validation_path),)
+    logger.info("no --data_file given: training on the built-in simulated dataset %s, "
+                "validating on %s", train_path, config.data.aux_files[0])
 
 
 def _open_sources(config):
