@@ -14,6 +14,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import json  # noqa: E402
 import platform  # noqa: E402
 import statistics  # noqa: E402
+import sys  # noqa: E402
 import time  # noqa: E402
 
 from absl import app, flags  # noqa: E402
@@ -62,7 +63,12 @@ def main(argv):
     configure_threads(FLAGS.intra_op_threads, 0)
     scale = 2 ** FLAGS.downsample
     image_shape = (1280 // scale, 2048 // scale)
-    model = build_uresnet(network_preset(FLAGS.preset), image_shape, FLAGS.precision)
+    if FLAGS.minibatch_size < 1 or FLAGS.steps < 1 or FLAGS.repeats < 1:
+        sys.exit("error: --minibatch_size, --steps and --repeats must be at least 1")
+    try:
+        model = build_uresnet(network_preset(FLAGS.preset), image_shape, FLAGS.precision)
+    except ValueError as error:
+        sys.exit(f"error: {error}")
     trainer = Trainer(model, tf.keras.optimizers.Adam(3e-4), SingleProcessRuntime(),
                       OptimizerConfig(), FLAGS.precision)
     minibatches = iter(synthetic_dataset(FLAGS.minibatch_size, image_shape))

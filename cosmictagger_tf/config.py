@@ -107,6 +107,9 @@ class DataConfig:
     def validate(self):
         if not 0 <= self.downsample <= 8:
             raise ConfigError(f"--downsample must be between 0 and 8, got {self.downsample}")
+        if self.synthetic and self.data_files:
+            raise ConfigError("--synthetic and --data_file exclude each other: drop --synthetic "
+                              "to train on the files, or --data_file for random events")
 
     def uses_default_dataset(self):
         """Return True when no file and no synthetic data is given: the simulated default."""
@@ -239,6 +242,25 @@ class RunConfig:
 
     def to_dict(self):
         return dataclasses.asdict(self)
+
+    def check_resumable(self, previous, run_folder):
+        """Raise ConfigError unless this run can continue the run whose config.json is ``previous``.
+
+        The network and the downsampling must match, because the checkpoint holds weights of that
+        exact shape. Other settings (iterations, learning rate, files) may change on resume.
+        """
+        previous_network = previous.get("network", {})
+        differences = [f"{name}={previous_network.get(name)!r} (now {value!r})"
+                       for name, value in self.to_dict()["network"].items()
+                       if previous_network.get(name) != value]
+        previous_downsample = previous.get("data", {}).get("downsample")
+        if previous_downsample != self.data.downsample:
+            differences.append(f"downsample={previous_downsample!r} "
+                               f"(now {self.data.downsample!r})")
+        if differences:
+            raise ConfigError(
+                f"run folder {run_folder} was trained with {', '.join(differences)}; resume with "
+                f"the same network flags and --downsample, or choose a new --output_dir")
 
 
 def _check_choice(name, value, choices):

@@ -109,3 +109,61 @@ def test_missing_producer_exits_1(small_file, tmp_path):
     assert "'nosuchlabels' not found" in result.stderr
     assert "sbnd_cosmicseg, sbndwire" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_resume_other_network_exits_2(small_file, tmp_path):
+    output_dir = tmp_path / "run"
+    first = run_train(f"--data_file={small_file}", "--downsample=0", "--iterations=1",
+                      f"--output_dir={output_dir}", *TINY_NETWORK)
+    assert first.returncode == 0, first.stderr[-3000:]
+    second = run_train(f"--data_file={small_file}", "--downsample=0", "--iterations=2",
+                       f"--output_dir={output_dir}", *TINY_NETWORK, "--n_initial_filters=8")
+    assert second.returncode == 2
+    assert "n_initial_filters=4 (now 8)" in second.stderr
+    assert "Traceback" not in second.stderr
+
+
+def test_resume_drops_rows_of_rerun_steps(small_file, tmp_path):
+    output_dir = tmp_path / "run"
+    common = [f"--data_file={small_file}", "--downsample=0", f"--output_dir={output_dir}",
+              *TINY_NETWORK]
+    first = run_train(*common, "--iterations=2")
+    assert first.returncode == 0, first.stderr[-3000:]
+    # Rows of steps that ran after the last checkpoint, as a killed run leaves them.
+    stale = [{"split": "train", "step": step, "loss": -1.0} for step in (3, 4)]
+    with open(output_dir / "metrics.jsonl", "a") as handle:
+        handle.writelines(json.dumps(row) + "\n" for row in stale)
+
+    second = run_train(*common, "--iterations=3")
+    assert second.returncode == 0, second.stderr[-3000:]
+    rows = metrics_rows(output_dir)
+    assert [row["step"] for row in rows] == [1, 2, 3]
+    assert rows[-1]["loss"] > 0
+    assert "dropped 2 metrics rows" in second.stderr
+
+
+def test_synthetic_with_files_exits_2(small_file, tmp_path):
+    result = run_train("--synthetic", f"--data_file={small_file}",
+                       f"--output_dir={tmp_path / 'both'}")
+    assert result.returncode == 2
+    assert "--synthetic and --data_file exclude each other" in result.stderr
+
+
+def test_unknown_flag_exits_2(tmp_path):
+    result = run_train("--minibatchsize=4", f"--output_dir={tmp_path / 'typo'}")
+    assert result.returncode == 2
+    assert "minibatch_size" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_help_lists_training_flags():
+    result = run_train("--help")
+    assert "--minibatch_size" in result.stdout + result.stderr
+    assert "--loss_balance_scheme" in result.stdout + result.stderr
+
+
+def test_directory_as_data_file_exits_1(tmp_path):
+    result = run_train(f"--data_file={tmp_path}", f"--output_dir={tmp_path / 'dir'}")
+    assert result.returncode == 1
+    assert "is a directory" in result.stderr
+    assert not (tmp_path / "dir").exists()

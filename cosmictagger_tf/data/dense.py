@@ -13,8 +13,11 @@ import numpy as np
 
 def coarse_shape(number_of_voxels, downsample):
     """Return (height, width) of a plane after downsampling by ``2**downsample``."""
-    scale = 2 ** downsample
     wires, ticks = number_of_voxels
+    if downsample < 0 or ticks % 2 ** downsample or wires % 2 ** downsample:
+        raise ValueError(f"downsample={downsample} is not valid for {ticks} x {wires} planes: "
+                         f"2**downsample must divide both sides")
+    scale = 2 ** downsample
     return ticks // scale, wires // scale
 
 

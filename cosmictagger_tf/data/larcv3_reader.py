@@ -40,6 +40,10 @@ def expand_data_files(spec):
         matches = sorted(glob.glob(os.path.expanduser(pattern)))
         if not matches:
             raise FileNotFoundError(f"{pattern}: no such file (check the path or the glob)")
+        for match in matches:
+            if os.path.isdir(match):
+                raise IsADirectoryError(f"{match} is a directory; give the larcv3 files in it, "
+                                        f"for example {os.path.join(match, '*.h5')}")
         files.extend(matches)
     return files
 

@@ -2,8 +2,8 @@
 
 Statistics per plane are the mean number of stored voxels per event, the charge median and upper
 percentiles (ADC), the occupied wire range and the class fractions among stored (charged) voxels.
-The class fractions over all planes come on top. Events are ``[(ids, charge, labels), ...]`` per plane, as
-``simulate_event`` returns them and as ``file_events`` reads them from a larcv3 file.
+The class fractions over all planes come on top. Events are ``[(ids, charge, labels), ...]`` per
+plane, as ``simulate_event`` returns them and as ``file_events`` reads them from a larcv3 file.
 """
 import numpy as np
 

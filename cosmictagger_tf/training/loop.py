@@ -69,7 +69,7 @@ def run_training(config, runtime):
                     "train; raise --iterations to continue", start_step, config.iterations)
         return RunSummary(start_step, start_step, 0.0, {}, {})
 
-    writer = _make_writer(config, runtime, trainable, total, steps_per_epoch)
+    writer = _make_writer(config, runtime, trainable, total, steps_per_epoch, start_step)
     if start_step:
         train_data = _make_dataset(config, train_source, local_minibatch, runtime, start_step)
     aux_data = (_make_dataset(config, aux_source, local_minibatch, runtime, 0, seed_offset=1)
@@ -128,13 +128,19 @@ def _open_sources(config):
     if config.data.synthetic:
         logger.info("synthetic data: random events of the real shape, no file input")
         return None, None
-    train_source = pipeline.EventSource(config.data.data_files, config.data.image_producer,
-                                        config.data.label_producer, config.network.num_planes)
+    train_source = _event_source("--data_file", config.data.data_files, config)
     aux_source = None
     if config.data.aux_files:
-        aux_source = pipeline.EventSource(config.data.aux_files, config.data.image_producer,
-                                          config.data.label_producer, config.network.num_planes)
+        aux_source = _event_source("--aux_file", config.data.aux_files, config)
     return train_source, aux_source
+
+
+def _event_source(flag, files, config):
+    try:
+        return pipeline.EventSource(files, config.data.image_producer,
+                                    config.data.label_producer, config.network.num_planes)
+    except FileNotFoundError as error:
+        raise FileNotFoundError(f"{flag}: {error}") from None
 
 
 def _image_shape(config, train_source, aux_source):
@@ -170,15 +176,21 @@ def _checkpoint_manager(config, model, optimizer, step, runtime):
     directory = os.path.join(config.output_dir, "checkpoints")
     manager = tf.train.CheckpointManager(checkpoint, directory, max_to_keep=config.max_checkpoints)
     if runtime.is_root and manager.latest_checkpoint:
-        checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+        try:
+            checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+        except (ValueError, AssertionError) as error:
+            raise ConfigError(
+                f"checkpoint {manager.latest_checkpoint} does not fit the network built from the "
+                f"flags ({str(error).splitlines()[0]}); resume with the run's network flags, "
+                f"or choose a new --output_dir") from None
         logger.info("resumed from %s at step %d", manager.latest_checkpoint, int(step.numpy()))
     return manager
 
 
-def _make_writer(config, runtime, trainable, total, steps_per_epoch):
+def _make_writer(config, runtime, trainable, total, steps_per_epoch, start_step):
     if not runtime.is_root:
         return NullWriter()
-    writer = RunWriter(config.output_dir)
+    writer = RunWriter(config.output_dir, resume_step=start_step)
     writer.write_config(config.to_dict(), {
         "ranks": runtime.size, "horovod_backend": runtime.backend,
         "trainable_parameters": trainable, "total_parameters": total,

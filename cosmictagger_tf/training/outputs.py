@@ -32,15 +32,21 @@ def prepare_output_dir(path):
 class RunWriter:
     """Writes config.json, one metrics.jsonl row per step and TensorBoard summaries."""
 
-    def __init__(self, output_dir):
+    def __init__(self, output_dir, resume_step=0):
         self.output_dir = output_dir
+        self.resume_step = resume_step
         self.metrics_path = os.path.join(output_dir, METRICS_FILE)
+        if resume_step:
+            self._drop_rows_after(resume_step)
         board = os.path.join(output_dir, "tensorboard")
         self.summary_writers = {split: tf.summary.create_file_writer(os.path.join(board, split))
                                 for split in ("train", "aux")}
 
     def write_config(self, config_dict, extra):
         path = os.path.join(self.output_dir, CONFIG_FILE)
+        if self.resume_step and os.path.exists(path):
+            logger.info("resuming: keeping %s from the run's start", path)
+            return
         with open(path, "w") as handle:
             json.dump({**config_dict, **extra}, handle, indent=2, sort_keys=True)
         logger.info("wrote resolved configuration to %s", path)
@@ -56,6 +62,22 @@ class RunWriter:
     def flush(self):
         for writer in self.summary_writers.values():
             writer.flush()
+
+    def _drop_rows_after(self, step):
+        """Remove metrics rows past the restored checkpoint: those steps run again."""
+        if not os.path.exists(self.metrics_path):
+            return
+        with open(self.metrics_path) as handle:
+            lines = handle.readlines()
+        kept = [line for line in lines if json.loads(line)["step"] <= step]
+        if len(kept) == len(lines):
+            return
+        partial_path = self.metrics_path + ".partial"
+        with open(partial_path, "w") as handle:
+            handle.writelines(kept)
+        os.replace(partial_path, self.metrics_path)
+        logger.info("resuming at step %d: dropped %d metrics rows of later steps, which run "
+                    "again", step, len(lines) - len(kept))
 
 
 def write_rank_summary(output_dir, runtime, trainer, summary):
