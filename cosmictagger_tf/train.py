@@ -57,6 +57,10 @@ def main(argv):
     if not runtime.is_root:
         absl_logging.set_verbosity(absl_logging.WARNING)
     device = pin_devices(runtime, config.intra_op_threads, config.inter_op_threads)
+    try:
+        runtime.prepare_compression()
+    except ConfigError as error:
+        _fail(2, str(error))
     config.output_dir = runtime.broadcast_object(config.output_dir)
     if runtime.is_root:
         logger.info("%d rank(s), %d per node (%s); rank 0 runs on %s", runtime.size,

@@ -183,3 +183,12 @@ def test_killed_rank_ends_job(tmp_path):
             job.kill()
     assert status != 0
     assert elapsed < 60
+
+
+def test_bfloat16_compression_rejected(tmp_path):
+    result = train_two_ranks("--synthetic", "--iterations=1", "--downsample=3",
+                             "--horovod_compression=bf16", f"--output_dir={tmp_path / 'bf16'}",
+                             *TINY_NETWORK[:-1])
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "[0]<stderr>:error: --horovod_compression=bf16 needs a Horovod build" in output

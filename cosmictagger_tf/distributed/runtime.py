@@ -30,7 +30,11 @@ class HorovodRuntime:
         self.backend = "horovod"
         self.compression = compression
         self.num_groups = num_groups
-        self._compressor = _gradient_compressor(hvd, compression)
+        self._compressor = hvd.Compression.none
+
+    def prepare_compression(self):
+        """Check and set up gradient compression; call after pin_devices, as it runs an op."""
+        self._compressor = _gradient_compressor(self.hvd, self.compression)
 
     @property
     def is_root(self):
@@ -62,6 +66,9 @@ class SingleProcessRuntime:
 
     def gradient_tape(self, tape):
         return tape
+
+    def prepare_compression(self):
+        return None
 
     def average(self, tensor):
         return tf.identity(tensor)
@@ -115,6 +122,16 @@ def _gradient_compressor(hvd, compression):
 
 
 def _bfloat16_compressor(hvd):
+    from cosmictagger_tf.config import ConfigError
+
+    try:
+        # The op's dtype list is checked before anything is sent to the other ranks.
+        hvd.allreduce(tf.zeros([1], tf.bfloat16), op=hvd.Sum)
+    except (TypeError, tf.errors.InvalidArgumentError):
+        raise ConfigError("--horovod_compression=bf16 needs a Horovod build with bfloat16 "
+                          "allreduce, such as intel-optimization-for-horovod; this build "
+                          "supports fp16") from None
+
     class BFloat16Compressor(hvd.compression.Compressor):
         """Send floating-point gradients as bfloat16 and restore their dtype on arrival."""
 
