@@ -19,7 +19,8 @@ from absl import app, flags  # noqa: E402
 
 from cosmictagger_tf.config import ConfigError  # noqa: E402
 from cosmictagger_tf.data import larcv3_format as fmt  # noqa: E402
-from cosmictagger_tf.inference.command_line import CommandError, fail, setup_logging  # noqa: E402
+from cosmictagger_tf.inference.command_line import (CommandError, fail, run_command,  # noqa: E402
+                                                   setup_logging)
 
 FLAGS = flags.FLAGS
 logger = logging.getLogger("cosmictagger_tf.export")
@@ -42,27 +43,9 @@ def define_flags():
 
 def main(argv):
     setup_logging()
-    status, message = _run_safely(argv)
+    status, message = run_command(lambda: export(FLAGS), argv, logger, "export")
     if status:
         fail(logger, status, message)
-
-
-def _run_safely(argv):
-    try:
-        if len(argv) > 1:
-            raise ConfigError(f"unexpected arguments {' '.join(argv[1:])}; every option is a "
-                              f"--flag")
-        export(FLAGS)
-    except CommandError as error:
-        return error.status, str(error)
-    except ConfigError as error:
-        return 2, str(error)
-    except OSError as error:
-        return 1, str(error)
-    except Exception as error:  # noqa: BLE001 - reported with its traceback, then exit 1
-        logger.exception("export failed")
-        return 1, f"export failed: {type(error).__name__}: {error}"
-    return 0, ""
 
 
 def export(flag_values):

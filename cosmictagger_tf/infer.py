@@ -18,9 +18,9 @@ from absl import app, flags  # noqa: E402
 
 from cosmictagger_tf.config import ConfigError  # noqa: E402
 from cosmictagger_tf.data import larcv3_format as fmt  # noqa: E402
-from cosmictagger_tf.data.larcv3_reader import Larcv3File, Larcv3FormatError  # noqa: E402
+from cosmictagger_tf.data.larcv3_reader import Larcv3File  # noqa: E402
 from cosmictagger_tf.inference.command_line import (CommandError, Progress, fail,  # noqa: E402
-                                                    setup_logging)
+                                                    run_command, setup_logging)
 
 FLAGS = flags.FLAGS
 logger = logging.getLogger("cosmictagger_tf.infer")
@@ -47,28 +47,9 @@ def define_flags():
 
 def main(argv):
     setup_logging()
-    status, message = _run_safely(argv)
-    # Exiting outside the except clauses drops the traceback and what it holds.
+    status, message = run_command(lambda: infer(FLAGS), argv, logger, "inference")
     if status:
         fail(logger, status, message)
-
-
-def _run_safely(argv):
-    try:
-        if len(argv) > 1:
-            raise ConfigError(f"unexpected arguments {' '.join(argv[1:])}; every option is a "
-                              f"--flag")
-        infer(FLAGS)
-    except CommandError as error:
-        return error.status, str(error)
-    except (ConfigError, FileExistsError) as error:
-        return 2, str(error)
-    except (Larcv3FormatError, FileNotFoundError, OSError) as error:
-        return 1, str(error)
-    except Exception as error:  # noqa: BLE001 - reported with its traceback, then exit 1
-        logger.exception("inference failed")
-        return 1, f"inference failed: {type(error).__name__}: {error}"
-    return 0, ""
 
 
 def infer(flag_values):

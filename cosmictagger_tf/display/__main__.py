@@ -17,7 +17,7 @@ from cosmictagger_tf.data import larcv3_format as fmt
 from cosmictagger_tf.data.dense import densify_numpy
 from cosmictagger_tf.data.larcv3_reader import Larcv3File, Larcv3FormatError
 from cosmictagger_tf.display.drawing import EMPTY, save_event_png
-from cosmictagger_tf.inference.command_line import fail, setup_logging
+from cosmictagger_tf.inference.command_line import fail, run_command, setup_logging
 from cosmictagger_tf.inference.output_file import CLASS_PRODUCER
 
 FLAGS = flags.FLAGS
@@ -39,22 +39,9 @@ def define_flags():
 
 def main(argv):
     setup_logging()
-    status, message = _run_safely(argv)
+    status, message = run_command(lambda: display(FLAGS), argv, logger, "display")
     if status:
         fail(logger, status, message)
-
-
-def _run_safely(argv):
-    try:
-        if len(argv) > 1:
-            raise ConfigError(f"unexpected arguments {' '.join(argv[1:])}; every option is a "
-                              f"--flag")
-        display(FLAGS)
-    except ConfigError as error:
-        return 2, str(error)
-    except (Larcv3FormatError, OSError) as error:
-        return 1, str(error)
-    return 0, ""
 
 
 def display(flag_values):

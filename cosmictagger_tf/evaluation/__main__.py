@@ -11,10 +11,9 @@ from absl import app, flags
 
 from cosmictagger_tf.config import ConfigError
 from cosmictagger_tf.data import larcv3_format as fmt
-from cosmictagger_tf.data.larcv3_reader import Larcv3FormatError
 from cosmictagger_tf.evaluation.prediction_file import evaluate_prediction_file
 from cosmictagger_tf.evaluation.report import format_table, metrics_path_for, write_summary
-from cosmictagger_tf.inference.command_line import fail, setup_logging
+from cosmictagger_tf.inference.command_line import fail, run_command, setup_logging
 
 FLAGS = flags.FLAGS
 logger = logging.getLogger("cosmictagger_tf.evaluation")
@@ -31,32 +30,25 @@ def define_flags():
 
 def main(argv):
     setup_logging()
-    status, message = _run_safely(argv)
+    status, message = run_command(lambda: evaluate(FLAGS), argv, logger, "evaluation")
     if status:
         fail(logger, status, message)
 
 
-def _run_safely(argv):
-    try:
-        if len(argv) > 1:
-            raise ConfigError(f"unexpected arguments {' '.join(argv[1:])}; every option is a "
-                              f"--flag")
-        for name in ("data_file", "predictions"):
-            if not FLAGS[name].value:
-                raise ConfigError(f"--{name} is required")
-        summary = evaluate_prediction_file(FLAGS.data_file, FLAGS.predictions,
-                                           FLAGS.image_producer, FLAGS.label_producer)
-        path = FLAGS.output or metrics_path_for(FLAGS.predictions)
-        write_summary(path, summary, data_file=os.path.abspath(FLAGS.data_file),
-                      predictions_file=os.path.abspath(FLAGS.predictions),
-                      image_producer=FLAGS.image_producer, label_producer=FLAGS.label_producer)
-        logger.info("wrote metrics summary %s", path)
-        print(format_table(summary))
-    except ConfigError as error:
-        return 2, str(error)
-    except (Larcv3FormatError, OSError) as error:
-        return 1, str(error)
-    return 0, ""
+def evaluate(flag_values):
+    """Score a prediction file against its labelled input; write and print the summary."""
+    for name in ("data_file", "predictions"):
+        if not flag_values[name].value:
+            raise ConfigError(f"--{name} is required")
+    summary = evaluate_prediction_file(flag_values.data_file, flag_values.predictions,
+                                       flag_values.image_producer, flag_values.label_producer)
+    path = flag_values.output or metrics_path_for(flag_values.predictions)
+    write_summary(path, summary, data_file=os.path.abspath(flag_values.data_file),
+                  predictions_file=os.path.abspath(flag_values.predictions),
+                  image_producer=flag_values.image_producer,
+                  label_producer=flag_values.label_producer)
+    logger.info("wrote metrics summary %s", path)
+    print(format_table(summary))
 
 
 if __name__ == "__main__":

@@ -28,10 +28,38 @@ def setup_logging():
 
 
 def fail(logger, status, message):
-    """Log and print ``message`` on one line, then exit with ``status``."""
-    logger.error("%s", message)
+    """Print ``message`` on one line of standard error, then exit with ``status``."""
+    del logger  # The message goes to standard error once, not also through the log.
     print(f"error: {message}", file=sys.stderr)
     sys.exit(status)
+
+
+def run_command(action, argv, logger, name):
+    """Run ``action()`` for command ``name``; return ``(exit status, message)``, 0 on success.
+
+    A CommandError keeps its status. A ConfigError or an existing output (FileExistsError) gives
+    2, unreadable input (Larcv3FormatError, OSError) gives 1, and any other exception gives 1
+    with its traceback in the log. Callers exit outside the except clauses, so the traceback and
+    the objects it holds are gone by then.
+    """
+    from cosmictagger_tf.config import ConfigError
+    from cosmictagger_tf.data.larcv3_reader import Larcv3FormatError
+
+    try:
+        if len(argv) > 1:
+            raise ConfigError(f"unexpected arguments {' '.join(argv[1:])}; every option is a "
+                              f"--flag")
+        action()
+    except CommandError as error:
+        return error.status, str(error)
+    except (ConfigError, FileExistsError) as error:
+        return CONFIGURATION_ERROR, str(error)
+    except (Larcv3FormatError, OSError) as error:
+        return INPUT_ERROR, str(error)
+    except Exception as error:  # noqa: BLE001 - reported with its traceback, then exit 1
+        logger.exception("%s failed", name)
+        return INPUT_ERROR, f"{name} failed: {type(error).__name__}: {error}"
+    return 0, ""
 
 
 class Progress:

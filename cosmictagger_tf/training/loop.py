@@ -13,8 +13,7 @@ import tensorflow as tf
 from cosmictagger_tf.config import ConfigError
 from cosmictagger_tf.data import dense, pipeline
 from cosmictagger_tf.model import build_uresnet, count_parameters
-from cosmictagger_tf.training.outputs import (NullWriter, RunWriter, prepare_output_dir,
-                                              write_rank_summary)
+from cosmictagger_tf.training.outputs import NullWriter, RunWriter, write_rank_summary
 from cosmictagger_tf.training.schedule import build_learning_rate
 from cosmictagger_tf.training.trainer import Trainer
 
