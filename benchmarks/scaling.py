@@ -7,7 +7,7 @@ Both runs train on synthetic events with ``--minibatch_per_rank`` events per ran
 the global minibatch grows with the rank count. The single rank gets every core as intra-op
 threads, and each of the N ranks gets ``cores / N``. Throughput is the training command's own
 figure: total events over the time of all steps after the first. The efficiency printed is N-rank
-throughput over one-rank throughput; on one machine the cores are fixed, so 1.0 means the
+throughput over one-rank throughput. On one machine the cores are fixed, so 1.0 means the
 allreduce and the extra processes cost nothing.
 """
 import json

@@ -246,7 +246,7 @@ class RunConfig:
     def check_resumable(self, previous, run_folder):
         """Raise ConfigError unless this run can continue the run whose config.json is ``previous``.
 
-        The network and the downsampling must match, because the checkpoint holds weights of that
+        The network and the downsampling must match, because the checkpoint contains weights of that
         exact shape. Other settings (iterations, learning rate, files) may change on resume.
         """
         previous_network = previous.get("network", {})

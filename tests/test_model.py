@@ -95,8 +95,8 @@ def test_planes_channels_round_trip():
 
 
 def test_planes_meet_only_at_bottleneck():
-    # Without the bottleneck's mixing, a change in plane 0 would leave planes 1 and 2 untouched;
-    # with it, all planes see the change, which shows the planes do meet.
+    # Without the bottleneck's mixing, a change in plane 0 would leave planes 1 and 2 untouched.
+    # All three planes change, so the planes do meet.
     model = build_uresnet(small_network(), image_shape=(32, 64))
     base = tf.zeros([1, 32, 64, 3])
     changed = tf.tensor_scatter_nd_update(base, [[0, 10, 10, 0]], [50.0])

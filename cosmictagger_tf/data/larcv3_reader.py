@@ -6,7 +6,7 @@ lie inside the voxel table, all planes must share one image size, and the image 
 producers must agree on voxel counts.
 Voxel ids are checked against the image size for the whole file at open time when the voxel table
 is small enough (``id_scan_limit``), and for every entry as it is read in all cases. Every error
-names the file, the entry and the plane, and says what to do.
+names the file, the entry and the plane, and tells what to do.
 """
 import glob
 import logging

@@ -152,7 +152,7 @@ def pin_devices(runtime, intra_op_threads=0, inter_op_threads=0):
     """Give each rank its own accelerator, or its share of the CPU cores; return a description.
 
     Call before TensorFlow runs its first op. With one GPU or Intel XPU tile per local rank, rank
-    ``local_rank`` sees only device ``local_rank``. On CPUs shared by several local ranks, the
+    ``local_rank`` is given only device ``local_rank``. On CPUs shared by several local ranks, the
     intra-op thread pool defaults to ``cores / local ranks`` unless ``intra_op_threads`` is set.
     """
     for kind in ("GPU", "XPU"):

@@ -40,7 +40,7 @@ def run_command(action, argv, logger, name):
     A CommandError keeps its status. A ConfigError or an existing output (FileExistsError) gives
     2, unreadable input (Larcv3FormatError, OSError) gives 1, and any other exception gives 1
     with its traceback in the log. Callers exit outside the except clauses, so the traceback and
-    the objects it holds are gone by then.
+    the objects it references are gone by then.
     """
     from cosmictagger_tf.config import ConfigError
     from cosmictagger_tf.data.larcv3_reader import Larcv3FormatError

@@ -3,7 +3,7 @@
 Each wire plane goes through a U-shaped encoder and decoder of convolution blocks. The planes meet
 only at the deepest level, where their features are concatenated, passed through a shared
 bottleneck and split again. With shared weights (the default) the planes are folded into the batch
-axis and every layer runs once on all planes; with ``independent_planes`` each plane gets its own
+axis, so every layer runs once on all planes. With ``independent_planes`` each plane gets its own
 layers. The output is one logit tensor ``[B, H, W, num_classes]`` per plane, in float32.
 
 Block = Conv2D (same padding) -> BatchNorm -> leaky ReLU (slope 0.2). Residual block = Block ->

@@ -69,15 +69,15 @@ class RunWriter:
             return
         with open(self.metrics_path) as handle:
             lines = handle.readlines()
-        kept = [line for line in lines if json.loads(line)["step"] <= step]
-        if len(kept) == len(lines):
+        rows_to_keep = [line for line in lines if json.loads(line)["step"] <= step]
+        if len(rows_to_keep) == len(lines):
             return
         partial_path = self.metrics_path + ".partial"
         with open(partial_path, "w") as handle:
-            handle.writelines(kept)
+            handle.writelines(rows_to_keep)
         os.replace(partial_path, self.metrics_path)
         logger.info("resuming at step %d: dropped %d metrics rows of later steps, which run "
-                    "again", step, len(lines) - len(kept))
+                    "again", step, len(lines) - len(rows_to_keep))
 
 
 def write_rank_summary(output_dir, runtime, trainer, summary):

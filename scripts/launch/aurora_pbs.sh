@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Train on an Aurora-class machine (Intel Data Center GPU Max, 6 GPUs = 12 tiles per node) with
 # Intel Extension for TensorFlow (XPU) and Intel's Horovod build (intel-optimization-for-horovod,
-# oneCCL over Intel MPI). One rank per GPU tile; each rank sees one tile.
+# oneCCL over Intel MPI). One rank per GPU tile, and each rank uses only its own tile.
 #
 # Submit:  qsub -A PROJECT -l select=NODES -l walltime=01:00:00 -q QUEUE scripts/launch/aurora_pbs.sh
 # Extra training flags go in TRAIN_FLAGS, e.g. qsub -v TRAIN_FLAGS="--data_file=/path/train.h5" ...
@@ -25,8 +25,8 @@ nodes=$(( nodes > 0 ? nodes : 1 ))
 total_ranks=$(( nodes * ranks_per_node ))
 minibatch_per_rank=${MINIBATCH_PER_RANK:-12}
 
-# Bind each rank to its own block of cores on the two sockets (52 cores each; the first core of
-# each socket is left to the operating system).
+# Bind each rank to its own block of cores on the two 52-core sockets. The first core of each
+# socket is left to the operating system.
 cpu_bind="list:1-8:9-16:17-24:25-32:33-40:41-48:53-60:61-68:69-76:77-84:85-92:93-100"
 
 # oneCCL and libfabric settings for allreduce at scale: starting points, not tuned values.
@@ -43,7 +43,7 @@ echo "[launch] $nodes nodes x $ranks_per_node ranks = $total_ranks ranks," \
      "global minibatch $(( total_ranks * minibatch_per_rank ))"
 
 # gpu_tile_compact.sh (installed on ALCF systems) sets ZE_AFFINITY_MASK so that local rank i
-# sees GPU tile i only; without it, the trainer picks XPU device <local rank> itself.
+# can use GPU tile i only. Without it, the trainer picks XPU device <local rank> itself.
 tile_wrapper=$(command -v gpu_tile_compact.sh || true)
 mpiexec -n "$total_ranks" -ppn "$ranks_per_node" --cpu-bind "$cpu_bind" $tile_wrapper \
   python -m cosmictagger_tf.train --flagfile=flags/intel_gpu \
