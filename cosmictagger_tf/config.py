@@ -17,6 +17,7 @@ GROWTH = ("additive", "multiplicative")
 NORMALIZATION = ("batch", "none")
 LOSS_BALANCE_SCHEMES = ("none", "light", "even", "focal")
 PRECISIONS = ("float32", "mixed", "bfloat16")
+DATA_FORMATS = ("channels_last", "channels_first")
 COMPRESSIONS = ("none", "fp16", "bf16")
 LR_SCALINGS = ("none", "linear", "sqrt")
 
@@ -97,6 +98,7 @@ class DataConfig:
     aux_files: Tuple[str, ...] = ()      # validation files, may be empty
     image_producer: str = fmt.DEFAULT_IMAGE_PRODUCER
     label_producer: str = fmt.DEFAULT_LABEL_PRODUCER
+    skip_bad_files: bool = False         # skip files that fail the larcv3 checks, with a warning
     downsample: int = 1                  # images shrink by 2**downsample per axis
     synthetic: bool = False              # random events of the real shape, no file I/O
     shuffle: bool = True
@@ -134,6 +136,8 @@ class OptimizerConfig:
     loss_balance_scheme: str = "focal"
     weight_decay: float = 0.1            # coefficient of the reference weight-decay term
     gradient_accumulation: int = 1       # minibatches summed before each optimiser update
+    skip_nonfinite_steps: bool = False   # skip non-finite updates instead of stopping the run
+    max_consecutive_skips: int = 10      # stop after this many non-finite steps in a row
 
     def validate(self):
         _check_choice("loss_balance_scheme", self.loss_balance_scheme, LOSS_BALANCE_SCHEMES)
@@ -143,6 +147,9 @@ class OptimizerConfig:
         if self.gradient_accumulation < 1:
             raise ConfigError("--gradient_accumulation must be at least 1, "
                               f"got {self.gradient_accumulation}")
+        if self.max_consecutive_skips < 1:
+            raise ConfigError("--max_consecutive_skips must be at least 1, "
+                              f"got {self.max_consecutive_skips}")
 
 
 @dataclass
@@ -189,6 +196,7 @@ class RunConfig:
     minibatch_size: int = 2              # global batch: events per step over all ranks
     iterations: int = 100
     precision: str = "float32"
+    data_format: str = "channels_last"   # layout inside the model; its input and output stay NHWC
     output_dir: Optional[str] = None
     checkpoint_iteration: int = 500
     aux_iteration: int = 10
@@ -207,6 +215,7 @@ class RunConfig:
         self.optimizer.validate()
         self.distributed.validate()
         _check_choice("precision", self.precision, PRECISIONS)
+        _check_choice("data_format", self.data_format, DATA_FORMATS)
         self._validate_image_size()
         self._validate_batch(num_ranks)
         for name in ("iterations", "checkpoint_iteration", "aux_iteration", "log_iteration"):

@@ -12,17 +12,24 @@ from cosmictagger_tf import config as config_lib
 FLAGS = flags.FLAGS
 
 # Data.
-flags.DEFINE_list("data_file", [], "Training larcv3 file(s): comma-separated paths or globs. "
-                  "Without it (and without --synthetic) the run trains on the built-in default "
-                  "dataset: simulated SBND-like events, made once into --cache_dir.")
+# A multi-string flag, so that a repeated --data_file adds files instead of replacing the earlier
+# ones, as a repeated list flag would. Each value may still be a comma-separated list.
+flags.DEFINE_multi_string("data_file", [], "Training larcv3 file(s): paths or globs, "
+                          "comma-separated or in repeated flags. Without it (and without "
+                          "--synthetic) the run trains on the built-in default dataset: "
+                          "simulated SBND-like events, made once into --cache_dir.")
 flags.DEFINE_integer("default_train_events", 320, "Events in the simulated default training "
                      "file.", lower_bound=1)
 flags.DEFINE_integer("default_validation_events", 64, "Events in the simulated default "
                      "validation file.", lower_bound=1)
 flags.DEFINE_string("cache_dir", None, "Folder of the simulated default dataset (default: "
                     "$COSMICTAGGER_CACHE or ~/.cache/cosmictagger_tf).")
-flags.DEFINE_list("aux_file", [], "Validation larcv3 file(s), evaluated every --aux_iteration "
-                  "steps on one minibatch.")
+flags.DEFINE_multi_string("aux_file", [], "Validation larcv3 file(s), comma-separated or in "
+                          "repeated flags, evaluated every --aux_iteration steps on one "
+                          "minibatch.")
+flags.DEFINE_bool("skip_bad_files", False, "Skip input files that fail the larcv3 checks at "
+                  "start-up, with a warning naming each, instead of stopping; the run fails "
+                  "when every file is bad.")
 flags.DEFINE_string("image_producer", "sbndwire", "sparse2d producer holding the wire charge.")
 flags.DEFINE_string("label_producer", "sbnd_cosmicseg", "sparse2d producer holding the labels.")
 flags.DEFINE_integer("downsample", 1, "Shrink each plane by 2**downsample per axis "
@@ -64,7 +71,16 @@ flags.DEFINE_enum("loss_balance_scheme", "focal", list(config_lib.LOSS_BALANCE_S
 flags.DEFINE_float("weight_decay", 0.1, "Coefficient of the weight-decay term (0 disables).")
 flags.DEFINE_enum("precision", "float32", list(config_lib.PRECISIONS), "float32; mixed "
                   "(float16 with loss scaling); bfloat16 (mixed_bfloat16 policy).")
+flags.DEFINE_enum("data_format", "channels_last", list(config_lib.DATA_FORMATS), "Tensor layout "
+                  "inside the model: channels_last (NHWC) or channels_first (NCHW). The model's "
+                  "input and output stay channels-last. A device that cannot run channels_first "
+                  "stops the run at start-up with status 2.")
 flags.DEFINE_integer("gradient_accumulation", 1, "Minibatches per optimiser update.")
+flags.DEFINE_bool("skip_nonfinite_steps", False, "Skip the update of a step whose loss or "
+                  "gradients are NaN or infinite, and go on, instead of stopping the run "
+                  "with status 1.")
+flags.DEFINE_integer("max_consecutive_skips", 10, "With --skip_nonfinite_steps, stop the "
+                     "run after this many non-finite steps in a row.")
 flags.DEFINE_integer("seed", 0, "Seed of the event order and of the weight initialisation.")
 
 # Run.
@@ -117,6 +133,7 @@ def config_from_flags(flag_values=FLAGS):
         cache_dir=flag_values.cache_dir,
         default_events=(flag_values.default_train_events, flag_values.default_validation_events),
         image_producer=flag_values.image_producer, label_producer=flag_values.label_producer,
+        skip_bad_files=flag_values.skip_bad_files,
         downsample=flag_values.downsample, synthetic=flag_values.synthetic,
         shuffle=flag_values.shuffle, seed=flag_values.seed,
         reader_threads=flag_values.reader_threads, prefetch=flag_values.prefetch)
@@ -124,7 +141,9 @@ def config_from_flags(flag_values=FLAGS):
         learning_rate=flag_values.learning_rate, lr_schedule=flag_values.lr_schedule,
         loss_balance_scheme=flag_values.loss_balance_scheme,
         weight_decay=flag_values.weight_decay,
-        gradient_accumulation=flag_values.gradient_accumulation)
+        gradient_accumulation=flag_values.gradient_accumulation,
+        skip_nonfinite_steps=flag_values.skip_nonfinite_steps,
+        max_consecutive_skips=flag_values.max_consecutive_skips)
     distributed = config_lib.DistributedConfig(
         fusion_threshold_mb=flag_values.horovod_fusion_threshold_mb,
         num_groups=flag_values.horovod_num_groups, compression=flag_values.horovod_compression,
@@ -137,7 +156,8 @@ def config_from_flags(flag_values=FLAGS):
         network=network, data=data, optimizer=optimizer, distributed=distributed,
         preset=flag_values.preset,
         minibatch_size=flag_values.minibatch_size, iterations=flag_values.iterations,
-        precision=flag_values.precision, output_dir=flag_values.output_dir,
+        precision=flag_values.precision, data_format=flag_values.data_format,
+        output_dir=flag_values.output_dir,
         checkpoint_iteration=flag_values.checkpoint_iteration,
         aux_iteration=flag_values.aux_iteration, log_iteration=flag_values.log_iteration,
         max_checkpoints=flag_values.max_checkpoints,

@@ -2,7 +2,9 @@
 
 Parses flags into a RunConfig once, starts Horovod (also for one process), applies thread
 settings and seeds, and hands over to the training loop. Configuration mistakes exit with
-status 2 and one line saying what to change; unreadable input exits with status 1.
+status 2 and one line saying what to change. Unreadable input, an unwritable or full output
+folder and non-finite training exit with status 1. SIGTERM and SIGINT stop the run after the
+current step with a checkpoint and exit with 143 and 130 (128 + the signal number).
 """
 import os
 
@@ -10,6 +12,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import json  # noqa: E402
 import logging  # noqa: E402
+import signal  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 
@@ -19,6 +22,7 @@ from absl import logging as absl_logging  # noqa: E402
 from cosmictagger_tf import run_flags  # noqa: E402
 from cosmictagger_tf.config import ConfigError  # noqa: E402
 from cosmictagger_tf.data.larcv3_reader import Larcv3FormatError  # noqa: E402
+from cosmictagger_tf.distributed.extensions import extension_status  # noqa: E402
 
 # --help lists the training flags, which live in run_flags.
 flags.adopt_module_key_flags(run_flags)
@@ -40,13 +44,16 @@ def main(argv):
     try:
         config.validate()
         _check_resumable(config)
+        # Before TensorFlow loads its plugins, which a mismatched extension can crash.
+        extension = extension_status()
     except ConfigError as error:
         _fail(2, str(error))
 
     import tensorflow as tf
 
+    from cosmictagger_tf.distributed.device_checks import check_device
     from cosmictagger_tf.distributed.runtime import pin_devices, start_runtime
-    from cosmictagger_tf.training.loop import run_training
+    from cosmictagger_tf.training.loop import StopRequest, run_training
     from cosmictagger_tf.training.outputs import prepare_output_dir
 
     runtime = start_runtime(config.distributed)
@@ -59,20 +66,27 @@ def main(argv):
     device = pin_devices(runtime, config.intra_op_threads, config.inter_op_threads)
     try:
         runtime.prepare_compression()
+        # Precision and data format against the pinned device, before data or the model.
+        check_device(config)
     except ConfigError as error:
         _fail(2, str(error))
     config.output_dir = runtime.broadcast_object(config.output_dir)
     if runtime.is_root:
         logger.info("%d rank(s), %d per node (%s); rank 0 runs on %s", runtime.size,
                     runtime.local_size, runtime.backend, device)
+        logger.info("%s", extension)
     tf.keras.utils.set_random_seed(config.data.seed)
     if config.deterministic:
         tf.config.experimental.enable_op_determinism()
-    status, message = _train(config, runtime, run_training, prepare_output_dir)
+    with StopRequest() as stop_request:
+        status, message = _train(config, runtime, run_training, prepare_output_dir,
+                                 stop_request)
     # Exiting here, outside the except clauses, drops the traceback and the tf.data iterators it
     # holds: an interpreter that shuts down with a live iterator can hang in its reader threads.
-    if status:
+    if status and message:
         _fail(status, message)
+    if status:
+        sys.exit(status)
 
 
 def _check_resumable(config):
@@ -83,21 +97,31 @@ def _check_resumable(config):
             config.check_resumable(json.load(handle), config.output_dir)
 
 
-def _train(config, runtime, run_training, prepare_output_dir):
-    """Run training; return ``(exit status, message)`` with status 0 on success."""
+def _train(config, runtime, run_training, prepare_output_dir, stop_request=None):
+    """Run training and return ``(exit status, message)``, with status 0 on success.
+
+    The message is empty when the loop has already logged it, as for a run stopped by a signal.
+    """
+    from cosmictagger_tf.training.loop import RunInterrupted
+
     created = not os.path.exists(config.output_dir)
     try:
         if runtime.is_root:
             prepare_output_dir(config.output_dir)
             logger.info("output in %s", config.output_dir)
-        run_training(config, runtime)
+        run_training(config, runtime, stop_request)
+    except RunInterrupted as error:
+        status, message = error.exit_status, "" if error.logged else str(error)
     except ConfigError as error:
         status, message = 2, str(error)
     except (Larcv3FormatError, FileNotFoundError, OSError) as error:
         status, message = 1, str(error)
     except KeyboardInterrupt:
-        status, message = 130, ("interrupted; rerun the same command to resume from the last "
-                                f"checkpoint in {config.output_dir}/checkpoints")
+        # A second signal arrived while the loop was finishing its step, so the run stopped.
+        number = getattr(stop_request, "last_signal", 0) or signal.SIGINT
+        status, message = 128 + number, (
+            f"interrupted by {signal.Signals(number).name}; rerun the same command to resume "
+            f"from the last checkpoint in {config.output_dir}/checkpoints")
     except Exception as error:  # noqa: BLE001 - reported with its traceback, then exit 1
         logger.exception("training failed")
         status, message = 1, f"training failed: {type(error).__name__}: {error}"

@@ -2,7 +2,10 @@
 
 ``make_valid_file`` writes random dense events through ``write_dense_events``. Each damage
 function opens a valid file in place with h5py and breaks exactly one property of the layout.
+``events_digest`` fingerprints what a reader reads, to compare readers in several processes; this
+module imports no TensorFlow, so such processes start fast.
 """
+import hashlib
 from pathlib import Path
 
 import h5py
@@ -15,18 +18,22 @@ from cosmictagger_tf.data.larcv3_writer import write_dense_events
 OCCUPANCY = 0.3
 
 
-def make_valid_file(path, num_events=4, height=16, width=32, seed=0, empty_events=()):
+def make_valid_file(path, num_events=4, height=16, width=32, seed=0, empty_events=(),
+                    empty_planes=()):
     """Write random events of ``height x width`` pixels and 3 planes to ``path``.
 
-    Entries listed in ``empty_events`` have no charge at all. Labels are 1 or 2 on a random half
-    of the charged pixels and 0 everywhere else. Returns ``(path, images, labels)``, the dense
-    float32 images and int32 labels of shape ``[num_events, height, width, 3]``.
+    Entries listed in ``empty_events`` have no charge at all, and the ``(entry, plane)`` pairs in
+    ``empty_planes`` have no charge on that plane. Labels are 1 or 2 on a random half of the
+    charged pixels and 0 everywhere else. Returns ``(path, images, labels)``, the dense float32
+    images and int32 labels of shape ``[num_events, height, width, 3]``.
     """
     rng = np.random.default_rng(seed)
     shape = (num_events, height, width, fmt.NUM_PLANES)
 
     charged = rng.random(shape) < OCCUPANCY
     charged[list(empty_events)] = False
+    for entry, plane in empty_planes:
+        charged[entry, ..., plane] = False
     images = np.where(charged, rng.uniform(5.0, 100.0, shape), 0.0).astype(np.float32)
 
     signal = charged & (rng.random(shape) < 0.5)
@@ -35,6 +42,15 @@ def make_valid_file(path, num_events=4, height=16, width=32, seed=0, empty_event
 
     path = write_dense_events(path, images, labels, number_of_voxels=(width, height))
     return path, images, labels
+
+
+def events_digest(larcv_file):
+    """Return a SHA-256 hex digest over the sparse arrays of every entry of a Larcv3File."""
+    digest = hashlib.sha256()
+    for entry in range(larcv_file.num_entries):
+        for array in larcv_file.read_entry_sparse(entry):
+            digest.update(np.ascontiguousarray(array).tobytes())
+    return digest.hexdigest()
 
 
 def sparse2d_group_path(producer):
@@ -134,6 +150,78 @@ def drop_plane(path, producer, entry):
         row = extents[entry]
         row["N"] -= 1
         extents[entry] = row
+    return path
+
+
+def drop_dataset(path, producer, dataset):
+    """Delete one of a producer's datasets: extents, voxel_extents, image_meta or voxels."""
+    with h5py.File(path, "r+") as file:
+        del file[sparse2d_group_path(producer)][dataset]
+    return path
+
+
+def drop_event_ids(path):
+    """Delete ``Events/event_id``, the table that defines the number of entries."""
+    with h5py.File(path, "r+") as file:
+        del file[fmt.EVENT_ID_DATASET]
+    return path
+
+
+def add_plane(path, producer, entry):
+    """Give an entry one plane more by incrementing ``extents[entry].N``."""
+    with h5py.File(path, "r+") as file:
+        extents = file[sparse2d_group_path(producer)]["extents"]
+        row = extents[entry]
+        row["N"] += 1
+        extents[entry] = row
+    return path
+
+
+def point_projections_outside(path, producer, entry):
+    """Make an entry's projection rows end one row past the end of ``voxel_extents``."""
+    with h5py.File(path, "r+") as file:
+        group = file[sparse2d_group_path(producer)]
+        row = group["extents"][entry]
+        row["first"] = group["voxel_extents"].shape[0] - fmt.NUM_PLANES + 1
+        group["extents"][entry] = row
+    return path
+
+
+def shorten_image_meta(path, producer):
+    """Drop the last row of a producer's ``image_meta``, the last plane of the last entry."""
+    with h5py.File(path, "r+") as file:
+        meta = file[sparse2d_group_path(producer)]["image_meta"]
+        meta.resize((meta.shape[0] - 1,))
+    return path
+
+
+def drop_last_voxel(path, producer, entry, plane):
+    """Shorten a plane's voxel range by its last voxel, so the producers' counts differ there."""
+    with h5py.File(path, "r+") as file:
+        group = file[sparse2d_group_path(producer)]
+        row = _plane_row(group, entry, plane)
+        _first_voxel_row(group, row, producer, entry, plane)
+        voxel_extents = group["voxel_extents"][row]
+        voxel_extents["N"] -= 1
+        group["voxel_extents"][row] = voxel_extents
+    return path
+
+
+def reverse_voxel_order(path, producer):
+    """Store a producer's plane blocks in reverse order in ``voxels``; the file stays valid."""
+    with h5py.File(path, "r+") as file:
+        group = file[sparse2d_group_path(producer)]
+        voxel_extents = group["voxel_extents"][:]
+        voxels = group["voxels"][:]
+        blocks = [voxels[row["first"]:row["first"] + row["N"]] for row in voxel_extents]
+
+        first = 0
+        for row in reversed(range(len(voxel_extents))):
+            voxel_extents["first"][row] = first
+            first += int(voxel_extents["N"][row])
+
+        group["voxel_extents"][:] = voxel_extents
+        group["voxels"][:] = np.concatenate(blocks[::-1]).astype(fmt.VOXEL_DTYPE)
     return path
 
 

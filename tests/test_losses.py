@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from cosmictagger_tf.training.losses import (BALANCE_SCHEMES, segmentation_loss,
-                                             weight_decay_term)
+from cosmictagger_tf.training.losses import (BALANCE_SCHEMES, class_slice_cross_entropy,
+                                             segmentation_loss, weight_decay_term)
 
 NUM_CLASSES = 3
 LIGHT_WEIGHTS = np.array([1.0, 1.5, 10.0])
@@ -267,3 +267,20 @@ def test_weight_decay_no_kernels():
 
     assert term.dtype == tf.float32
     assert term.numpy() == 0.0
+
+
+def test_class_slice_cross_entropy_equals_tensorflow_kernel():
+    rng = np.random.default_rng(7)
+    labels = tf.constant(rng.integers(0, NUM_CLASSES, size=(2, 8, 16)), tf.int32)
+    logits = tf.constant(rng.normal(scale=30.0, size=(2, 8, 16, NUM_CLASSES)), tf.float32)
+
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch(logits)
+        ours = class_slice_cross_entropy(labels, logits)
+        reference = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
+        weighted_ours = tf.reduce_sum(ours * tf.range(16, dtype=tf.float32))
+        weighted_reference = tf.reduce_sum(reference * tf.range(16, dtype=tf.float32))
+
+    np.testing.assert_allclose(ours.numpy(), reference.numpy(), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(tape.gradient(weighted_ours, logits).numpy(),
+                               tape.gradient(weighted_reference, logits).numpy(), atol=1e-5)

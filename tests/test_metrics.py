@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from cosmictagger_tf.training.metrics import (PLANE_METRICS, metric_names, segmentation_metrics,
-                                              segmentation_metrics_numpy)
+from cosmictagger_tf.training.metrics import (PLANE_METRICS, metric_names, predicted_classes,
+                                              segmentation_metrics, segmentation_metrics_numpy)
 
 NUM_CLASSES = 3
 
@@ -226,3 +226,15 @@ def test_metrics_numpy_shape_mismatch_raises():
 
     with pytest.raises(ValueError, match="same shape"):
         segmentation_metrics_numpy(labels, labels[..., :2])
+
+
+def test_predicted_classes_equal_argmax_with_ties():
+    rng = np.random.default_rng(5)
+    # Rounded logits make ties common; argmax keeps the first of the tied classes.
+    logits = tf.constant(np.round(rng.normal(size=(2, 16, 16, 3))), tf.float32)
+
+    ours = predicted_classes(logits).numpy()
+
+    np.testing.assert_array_equal(ours, tf.argmax(logits, axis=-1).numpy())
+    assert ours.dtype == np.int32
+    assert (logits.numpy()[..., 0] == logits.numpy()[..., 1]).sum() > 10

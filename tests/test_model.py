@@ -134,3 +134,55 @@ def test_inference_batch_independent():
     alone = model(events[1:2], training=False)
     for plane in range(3):
         np.testing.assert_allclose(together[plane][1:2], alone[plane], rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("options", [
+    dict(),
+    dict(independent_planes=True),
+    dict(downsampling="convolutional", upsampling="convolutional", connections="sum"),
+])
+def test_channels_first_matches_channels_last(options):
+    last = build_uresnet(small_network(**options), image_shape=(32, 64))
+    first = build_uresnet(small_network(**options), image_shape=(32, 64),
+                          data_format="channels_first")
+    assert [w.shape for w in first.weights] == [w.shape for w in last.weights]
+    first.set_weights(last.get_weights())
+    events = tf.random.uniform([2, 32, 64, 3], seed=3) * 50.0
+    # Inside a tf.function, as in training: eager channels-first max pooling on CPUs gives wrong
+    # results (see the NOTE in uresnet.py).
+    expected = tf.function(lambda planes: last(planes, training=False))(events)
+    found = tf.function(lambda planes: first(planes, training=False))(events)
+    assert len(found) == 3
+    for plane in range(3):
+        assert found[plane].shape == (2, 32, 64, 3)
+        np.testing.assert_allclose(found[plane], expected[plane], rtol=1e-5, atol=1e-5)
+
+
+def test_plane_layers_channels_first_round_trip():
+    planes = tf.reshape(tf.range(2 * 4 * 6 * 3, dtype=tf.float32), [2, 4, 6, 3])
+    folded = plane_layers.FoldPlanes(data_format="channels_first")(planes)
+    assert folded.shape == (6, 1, 4, 6)
+    np.testing.assert_array_equal(folded[3, 0], planes[1, ..., 1])
+    unfolded = plane_layers.UnfoldPlanes(3, data_format="channels_first")(
+        tf.tile(folded, [1, 2, 1, 1]))
+    for plane in range(3):
+        assert unfolded[plane].shape == (2, 4, 6, 2)
+        np.testing.assert_array_equal(unfolded[plane][..., 1], planes[..., plane])
+
+    features = tf.random.uniform([6, 2, 3, 5])
+    merged_last = plane_layers.PlanesToChannels(3)(features)
+    merged_first = plane_layers.PlanesToChannels(3, data_format="channels_first")(
+        tf.transpose(features, [0, 3, 1, 2]))
+    np.testing.assert_array_equal(tf.transpose(merged_first, [0, 2, 3, 1]), merged_last)
+    restored = plane_layers.ChannelsToPlanes(3, data_format="channels_first")(merged_first)
+    np.testing.assert_array_equal(tf.transpose(restored, [0, 2, 3, 1]), features)
+    split = plane_layers.SplitChannels(3, data_format="channels_first")(merged_first)
+    np.testing.assert_array_equal(tf.transpose(split[1], [0, 2, 3, 1]), features[2:4])
+
+
+def test_plane_layer_config_keeps_data_format():
+    layer = plane_layers.UnfoldPlanes(3, data_format="channels_first")
+    copy = plane_layers.UnfoldPlanes.from_config(layer.get_config())
+    assert (copy.data_format, copy.num_planes) == ("channels_first", 3)
+    with pytest.raises(ValueError, match="channels_last or channels_first"):
+        plane_layers.FoldPlanes(data_format="nchw")

@@ -10,22 +10,37 @@ dense, downsampled tensors runs in TensorFlow ops, in parallel and outside the P
 """
 import logging
 
+import h5py
 import numpy as np
 import tensorflow as tf
 
 from cosmictagger_tf.data import dense
+from cosmictagger_tf.data import larcv3_format as fmt
 from cosmictagger_tf.data.larcv3_reader import Larcv3File, Larcv3FormatError, expand_data_files
 
 logger = logging.getLogger(__name__)
 
 
 class EventSource:
-    """Several larcv3 files seen as one list of events, indexed 0..num_events-1 in file order."""
+    """Several larcv3 files seen as one list of events, indexed 0..num_events-1 in file order.
 
-    def __init__(self, files, image_producer, label_producer, num_planes=3):
+    A file that fails the larcv3 checks raises Larcv3FormatError unless ``skip_bad_files`` is
+    set. The file is then left out with a warning that names it and the reason, and ``skipped``
+    lists the ``(path, reason)`` of every file left out. A source whose files all fail raises.
+    """
+
+    def __init__(self, files, image_producer, label_producer, num_planes=3,
+                 skip_bad_files=False):
         paths = expand_data_files(files)
-        self.files = [Larcv3File(path, image_producer, label_producer, num_planes)
-                      for path in paths]
+        self.skipped = []
+        self.files = []
+        for path in paths:
+            larcv_file = self._open(path, image_producer, label_producer, num_planes,
+                                    skip_bad_files, len(paths))
+            if larcv_file is not None:
+                self.files.append(larcv_file)
+        if self.skipped:
+            self._report_skipped(paths)
         self.num_planes = num_planes
         self.number_of_voxels = self._common_image_size()
         counts = [larcv_file.num_entries for larcv_file in self.files]
@@ -35,6 +50,35 @@ class EventSource:
             raise Larcv3FormatError(f"{', '.join(paths)}: no entries to read")
         logger.info("opened %d file(s) with %d events: %s", len(self.files), self.num_events,
                     ", ".join(f"{f.path} ({f.num_entries})" for f in self.files))
+
+    def _open(self, path, image_producer, label_producer, num_planes, skip_bad_files,
+              num_paths):
+        """Return the checked file, or None when it is bad and bad files are skipped."""
+        try:
+            return Larcv3File(path, image_producer, label_producer, num_planes)
+        except Larcv3FormatError as error:
+            if not skip_bad_files:
+                if num_paths == 1:
+                    raise
+                raise Larcv3FormatError(f"{error}. To train on the other {num_paths - 1} "
+                                        "file(s) without it, add --skip_bad_files") from None
+            logger.warning("skipping bad input file: %s", error)
+            self.skipped.append((path, str(error)))
+            return None
+
+    def _report_skipped(self, paths):
+        counts = [_count_entries(path) for path, _ in self.skipped]
+        events = sum(count for count in counts if count is not None)
+        unknown = sum(count is None for count in counts)
+        unknown_note = (f" plus those of {unknown} file(s) whose event count cannot be read"
+                        if unknown else "")
+        names = ", ".join(path for path, _ in self.skipped)
+        if not self.files:
+            raise Larcv3FormatError(
+                f"all {len(paths)} input file(s) fail the larcv3 checks ({names}), so nothing is "
+                f"left to read; fix or replace them. The first reason: {self.skipped[0][1]}")
+        logger.warning("skipped %d of %d input file(s) with %d event(s)%s: %s", len(self.skipped),
+                       len(paths), events, unknown_note, names)
 
     def _common_image_size(self):
         sizes = {larcv_file.number_of_voxels for larcv_file in self.files}
@@ -53,6 +97,15 @@ class EventSource:
         """Return the flat sparse arrays of event ``index`` (see Larcv3File.read_entry_sparse)."""
         larcv_file, entry = self.locate(index)
         return larcv_file.read_entry_sparse(entry)
+
+
+def _count_entries(path):
+    """Return the number of entries of a larcv3 file, or None when it cannot be read."""
+    try:
+        with h5py.File(path, "r", locking=False) as handle:
+            return int(handle[fmt.EVENT_ID_DATASET].shape[0])
+    except (OSError, KeyError, AttributeError):
+        return None
 
 
 class EventOrder:

@@ -2,10 +2,22 @@
 
 ``run_training(config, runtime)`` is what ``python -m cosmictagger_tf.train`` calls after turning
 flags into a RunConfig; a notebook can call it directly with a hand-made RunConfig.
+
+Three events end a run before ``--iterations`` and raise RunInterrupted with the exit status for
+the command. SIGTERM or SIGINT, caught by StopRequest, stops the run after the current step with a
+final checkpoint. A non-finite loss or gradient stops it without saving that step, or, with
+``skip_nonfinite_steps``, only after too many such steps in a row. A checkpoint or metrics write
+that fails, for example on a full disk, raises OSError naming the file instead, and the previous
+checkpoints stay intact.
 """
 import dataclasses
+import glob
 import logging
+import math
 import os
+import re
+import shutil
+import signal
 import time
 
 import tensorflow as tf
@@ -13,7 +25,9 @@ import tensorflow as tf
 from cosmictagger_tf.config import ConfigError
 from cosmictagger_tf.data import dense, pipeline
 from cosmictagger_tf.model import build_uresnet, count_parameters
-from cosmictagger_tf.training.outputs import NullWriter, RunWriter, write_rank_summary
+from cosmictagger_tf.training.outputs import (CHECKPOINT_FOLDER, NullWriter, RunWriter,
+                                              check_free_space, prepare_output_dir, write_error,
+                                              write_rank_summary)
 from cosmictagger_tf.training.schedule import build_learning_rate
 from cosmictagger_tf.training.trainer import Trainer
 
@@ -34,11 +48,68 @@ class RunSummary:
     events_per_second: float
     last_train: dict
     last_aux: dict
+    nonfinite_steps: int = 0
 
 
-def run_training(config, runtime):
-    """Train with ``config`` on the ranks of ``runtime`` and return a RunSummary."""
+class RunInterrupted(Exception):
+    """A run that ended before ``--iterations``.
+
+    ``exit_status`` is the exit status for the command, and ``logged`` is True when the loop has
+    already logged the message on rank 0.
+    """
+
+    def __init__(self, message, exit_status, logged=False):
+        super().__init__(message)
+        self.exit_status = exit_status
+        self.logged = logged
+
+
+class StopRequest:
+    """Signal handler for SIGTERM and SIGINT, so the loop can stop cleanly after the step.
+
+    Use it as a context manager in the main thread. The handler only records the signal, and the
+    loop reads ``signal_number`` after each step. A second signal raises KeyboardInterrupt at
+    once, for a user who does not want to wait for the step and the checkpoint.
+    """
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+    def __init__(self):
+        self.signal_number = 0
+        self.last_signal = 0
+        self._previous = {}
+
+    def __enter__(self):
+        for number in self.SIGNALS:
+            self._previous[number] = signal.signal(number, self._record)
+        return self
+
+    def __exit__(self, *exc_info):
+        for number, handler in self._previous.items():
+            signal.signal(number, handler)
+        self._previous = {}
+        return False
+
+    def _record(self, number, frame):
+        self.last_signal = number
+        if self.signal_number:
+            raise KeyboardInterrupt(f"second {signal.Signals(number).name}")
+        self.signal_number = number
+
+
+def run_training(config, runtime, stop_request=None):
+    """Train with ``config`` on the ranks of ``runtime`` and return a RunSummary.
+
+    ``stop_request`` is a StopRequest or None. Once it has caught a signal, every rank stops
+    after the same step, rank 0 saves a checkpoint, and RunInterrupted carries the exit status
+    128 + the signal number.
+    """
     config.validate(runtime.size)
+    if not config.output_dir:
+        raise ConfigError("RunConfig.output_dir is missing: set it to the run folder "
+                          "(--output_dir on the command line)")
+    if runtime.is_root:
+        prepare_output_dir(config.output_dir)
     local_minibatch = config.local_minibatch_size(runtime.size)
     if config.data.uses_default_dataset():
         _use_default_dataset(config, runtime)
@@ -46,11 +117,15 @@ def run_training(config, runtime):
     image_shape = _image_shape(config, train_source, aux_source)
     train_data = _make_dataset(config, train_source, local_minibatch, runtime, start_step=0)
 
-    model = build_uresnet(config.network, image_shape, config.precision, name=config.preset)
+    model = build_uresnet(config.network, image_shape, config.precision, name=config.preset,
+                          data_format=config.data_format)
     trainable, total = count_parameters(model)
     logger.info("model %s: %s trainable parameters, %s with batch-norm statistics; "
-                "input %d x %d x %d per event, precision %s", config.preset, f"{trainable:,}",
-                f"{total:,}", *image_shape, config.network.num_planes, config.precision)
+                "input %d x %d x %d per event, precision %s, %s", config.preset, f"{trainable:,}",
+                f"{total:,}", *image_shape, config.network.num_planes, config.precision,
+                config.data_format)
+    if runtime.is_root:
+        check_free_space(config.output_dir, total, config.max_checkpoints)
 
     events_per_epoch = train_source.num_events if train_source else SYNTHETIC_EPOCH_EVENTS
     steps_per_epoch = max(1.0, events_per_epoch / (config.minibatch_size
@@ -78,7 +153,7 @@ def run_training(config, runtime):
     # freshly initialised or restored, can reach every rank before the first step.
     trainer.broadcast_state()
 
-    loop = _Loop(config, runtime, trainer, manager, writer, step, learning_rate)
+    loop = _Loop(config, runtime, trainer, manager, writer, step, learning_rate, stop_request)
     summary = loop.run(start_step, iter(train_data), iter(aux_data) if aux_data else None)
     if config.distributed.rank_summaries:
         write_rank_summary(config.output_dir, runtime, trainer, summary)
@@ -137,7 +212,8 @@ def _open_sources(config):
 def _event_source(flag, files, config):
     try:
         return pipeline.EventSource(files, config.data.image_producer,
-                                    config.data.label_producer, config.network.num_planes)
+                                    config.data.label_producer, config.network.num_planes,
+                                    skip_bad_files=config.data.skip_bad_files)
     except FileNotFoundError as error:
         raise FileNotFoundError(f"{flag}: {error}") from None
 
@@ -172,18 +248,100 @@ def _make_dataset(config, source, local_minibatch, runtime, start_step, seed_off
 def _checkpoint_manager(config, model, optimizer, step, runtime):
     """Return a CheckpointManager; restore the newest checkpoint on rank 0 if one exists."""
     checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, step=step)
-    directory = os.path.join(config.output_dir, "checkpoints")
+    directory = os.path.join(config.output_dir, CHECKPOINT_FOLDER)
     manager = tf.train.CheckpointManager(checkpoint, directory, max_to_keep=config.max_checkpoints)
     if runtime.is_root and manager.latest_checkpoint:
-        try:
-            checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
-        except (ValueError, AssertionError) as error:
-            raise ConfigError(
-                f"checkpoint {manager.latest_checkpoint} does not fit the network built from the "
-                f"flags ({str(error).splitlines()[0]}); resume with the run's network flags, "
-                f"or choose a new --output_dir") from None
-        logger.info("resumed from %s at step %d", manager.latest_checkpoint, int(step.numpy()))
+        path = _restore_newest(checkpoint, manager)
+        logger.info("resumed from %s at step %d", path, int(step.numpy()))
+    if runtime.is_root:
+        _remove_interrupted_writes(directory, int(step.numpy()))
     return manager
+
+
+def _restore_newest(checkpoint, manager):
+    """Restore the newest complete and readable checkpoint and return its path.
+
+    TensorFlow 2.15's CheckpointManager rewrites the ``checkpoint`` index file only after the
+    checkpoint's files are written. A named checkpoint whose files are missing, empty or
+    unreadable is still skipped with a warning, and the one before it is tried.
+    """
+    candidates = [manager.latest_checkpoint] + [
+        path for path in reversed(manager.checkpoints) if path != manager.latest_checkpoint]
+    for path in candidates:
+        problem = _checkpoint_problem(path)
+        if problem is None:
+            try:
+                checkpoint.restore(path).assert_existing_objects_matched()
+                return path
+            except (ValueError, AssertionError) as error:
+                raise ConfigError(
+                    f"checkpoint {path} does not fit the network built from the flags "
+                    f"({str(error).splitlines()[0]}); resume with the run's network flags, or "
+                    f"choose a new --output_dir") from None
+            except (tf.errors.OpError, IndexError) as error:
+                # TensorFlow 2.15 raises IndexError for a data file cut short.
+                problem = f"{type(error).__name__}: {str(error).splitlines()[0][:200]}"
+        logger.warning("ignoring incomplete checkpoint %s (%s); trying the one before it",
+                       path, problem)
+    raise OSError(f"no complete checkpoint in {manager.directory} ({len(candidates)} named in its "
+                  f"checkpoint file, all incomplete or unreadable); move the folder away to "
+                  f"start again, or choose a new --output_dir")
+
+
+def _checkpoint_problem(path):
+    """Return what is missing from the checkpoint files of ``path``, or None if complete."""
+    index = path + ".index"
+    if not os.path.isfile(index) or os.path.getsize(index) == 0:
+        return "no index file"
+    shards = glob.glob(glob.escape(path) + ".data-*-of-*")
+    if not shards:
+        return "no data file"
+    expected = int(shards[0].rsplit("-of-", 1)[1])
+    if len(shards) != expected:
+        return f"{len(shards)} of {expected} data files"
+    if any(os.path.getsize(shard) == 0 for shard in shards):
+        return "empty data file"
+    return None
+
+
+def _remove_interrupted_writes(directory, after_step):
+    """Delete what interrupted or failed checkpoint writes left in ``directory``.
+
+    These are ``ckpt-N_temp`` folders, ``checkpoint.tmp*`` files, and the files of checkpoints
+    past ``after_step`` that the ``checkpoint`` index file does not name, because the run writes
+    those steps again. Returns the number of entries removed.
+    """
+    if not os.path.isdir(directory):
+        return 0
+    state = tf.train.get_checkpoint_state(directory)
+    recorded = set()
+    if state:
+        names = [*state.all_model_checkpoint_paths, state.model_checkpoint_path]
+        recorded = {os.path.basename(name) for name in names}
+
+    removed = []
+    for entry in os.scandir(directory):
+        numbered = re.match(r"(ckpt-(\d+))\.(index|data-\d+-of-\d+)$", entry.name)
+        if entry.is_dir() and entry.name.endswith("_temp"):
+            shutil.rmtree(entry.path, ignore_errors=True)
+        elif entry.name.startswith("checkpoint.tmp") or (
+                numbered and int(numbered.group(2)) > after_step
+                and numbered.group(1) not in recorded):
+            _remove_quietly(entry.path)
+        else:
+            continue
+        removed.append(entry.name)
+    if removed:
+        logger.warning("removed %d file(s) left by interrupted checkpoint writes in %s: %s",
+                       len(removed), directory, ", ".join(sorted(removed)))
+    return len(removed)
+
+
+def _remove_quietly(path):
+    try:
+        os.remove(path)
+    except OSError as error:
+        logger.warning("cannot remove %s (%s)", path, error.strerror)
 
 
 def _make_writer(config, runtime, trainable, total, steps_per_epoch, start_step):
@@ -200,7 +358,8 @@ def _make_writer(config, runtime, trainable, total, steps_per_epoch, start_step)
 class _Loop:
     """Runs the steps, times them, and triggers logging, validation and checkpoints."""
 
-    def __init__(self, config, runtime, trainer, manager, writer, step, learning_rate):
+    def __init__(self, config, runtime, trainer, manager, writer, step, learning_rate,
+                 stop_request=None):
         self.config = config
         self.runtime = runtime
         self.trainer = trainer
@@ -208,9 +367,12 @@ class _Loop:
         self.writer = writer
         self.step = step
         self.learning_rate = learning_rate
+        self.stop_request = stop_request
         self.events_per_step = config.minibatch_size * config.optimizer.gradient_accumulation
         self.last_train = {}
         self.last_aux = {}
+        self.nonfinite_steps = 0
+        self.nonfinite_in_a_row = 0
 
     def run(self, start_step, train_iterator, aux_iterator):
         logger.info("training steps %d to %d on %d rank(s), global minibatch %d%s",
@@ -224,6 +386,7 @@ class _Loop:
             self.step.assign(step + 1)
             values = self.trainer.scalars_to_dict(scalars)
             values["learning_rate"] = self._learning_rate_at(step)
+            self._check_finite(step + 1, values)
             self.writer.write_row("train", step + 1, values)
             self.last_train = values
             window_steps, window_wait = window_steps + 1, window_wait + wait
@@ -240,17 +403,23 @@ class _Loop:
 
             if aux_iterator is not None and self._due(step, self.config.aux_iteration):
                 self._validate(step + 1, aux_iterator)
+            saved = None
             if self._due(step, self.config.checkpoint_iteration):
-                self._save(step + 1)
+                saved = self._save(step + 1)
+            if step + 1 < self.config.iterations:
+                self._stop_if_requested(step + 1, saved)
 
         steps_timed = self.config.iterations - start_step - 1
         if steps_timed > 0:
             run_rate = steps_timed * self.events_per_step / (time.perf_counter() - run_start)
             logger.info("finished at step %d: %.3f events/s over %d steps (first step excluded)",
                         self.config.iterations, run_rate, steps_timed)
+        if self.nonfinite_steps:
+            logger.warning("%d of %d steps had a non-finite loss or gradients",
+                           self.nonfinite_steps, self.config.iterations - start_step)
         self.writer.flush()
         return RunSummary(start_step, self.config.iterations, run_rate, self.last_train,
-                          self.last_aux)
+                          self.last_aux, self.nonfinite_steps)
 
     def _train_one_step(self, train_iterator):
         wait = 0.0
@@ -274,9 +443,94 @@ class _Loop:
             logger.info("step %d  validation  %s", step, _format_metrics(values))
 
     def _save(self, step):
-        if self.runtime.is_root:
+        """Save a checkpoint on rank 0 and return its path. A failed write raises OSError."""
+        path = f"{os.path.join(self.manager.directory, 'ckpt')}-{step}"
+        if not self.runtime.is_root:
+            return path
+        try:
             path = self.manager.save(checkpoint_number=step)
-            logger.info("step %d  saved checkpoint %s", step, path)
+        except (OSError, tf.errors.OpError) as error:
+            _remove_interrupted_writes(self.manager.directory, step - 1)
+            advice = (f"the newest complete checkpoint is {self._newest_checkpoint()}; free "
+                      f"space there and rerun the same command to resume from it")
+            raise write_error("checkpoint", path, error, advice) from None
+        logger.info("step %d  saved checkpoint %s", step, path)
+        return path
+
+    def _newest_checkpoint(self):
+        """Return the checkpoint a rerun would resume from, as the index file names it."""
+        return (tf.train.latest_checkpoint(self.manager.directory)
+                or "none (a rerun starts from step 0)")
+
+    def _stop_if_requested(self, step, saved):
+        """After a step, stop every rank when any rank has caught SIGTERM or SIGINT."""
+        signal_number = self._agreed_stop_signal()
+        if not signal_number:
+            return
+        path = saved or self._save(step)
+        self.writer.flush()
+        message = (f"stopped by {signal.Signals(signal_number).name} at step {step}; checkpoint "
+                   f"saved to {path}; rerun the same command to continue")
+        if self.runtime.is_root:
+            logger.warning(message)
+        if self.runtime.size > 1:
+            # Launchers end every rank once one exits with an error, so the other ranks wait
+            # here until rank 0 has written the checkpoint.
+            self.runtime.broadcast_object(path)
+        raise RunInterrupted(message, 128 + signal_number, logged=True)
+
+    def _agreed_stop_signal(self):
+        """Return the signal all ranks stop on after this step, or 0 to go on."""
+        if self.stop_request is None:
+            return 0
+        local = self.stop_request.signal_number
+        if self.runtime.size == 1:
+            return local
+        # One tiny allreduce per step, so that all ranks stop after the same step.
+        caught = tf.constant([local == signal.SIGTERM, local == signal.SIGINT], tf.float32)
+        terminate, interrupt = self.runtime.average(caught).numpy()
+        if terminate > 0:
+            return signal.SIGTERM
+        return signal.SIGINT if interrupt > 0 else 0
+
+    def _check_finite(self, step, values):
+        """Stop on a non-finite loss or gradient norm, or count the step when skipping is on.
+
+        The values were already read on the host, so this check adds no wait on the device.
+        """
+        settings = self.config.optimizer
+        gradient_norm = values.get("gradient_norm", 0.0)
+        update_skipped = not math.isfinite(gradient_norm)
+        if settings.skip_nonfinite_steps:
+            values["update_skipped"] = float(update_skipped)
+        # Under loss scaling, overflowing gradients are routine because the LossScaleOptimizer
+        # skips those updates and lowers its scale.
+        gradients_finite = self.trainer.loss_scaling or not update_skipped
+        if math.isfinite(values["loss"]) and gradients_finite:
+            self.nonfinite_in_a_row = 0
+            return
+
+        self.nonfinite_steps += 1
+        self.nonfinite_in_a_row += 1
+        found = f"loss {values['loss']}, gradient norm {gradient_norm}"
+        newest = self._newest_checkpoint()
+        if not settings.skip_nonfinite_steps:
+            raise RunInterrupted(
+                f"non-finite values at step {step} ({found}); stopped without saving this step, "
+                f"so the newest checkpoint {newest} keeps the last good state; lower "
+                f"--learning_rate, check the input events of this step, or rerun with "
+                f"--skip_nonfinite_steps", 1)
+        if self.runtime.is_root:
+            logger.warning("step %d  non-finite (%s): %s; %d in a row, %d in this run", step,
+                           found, "update skipped" if update_skipped else
+                           "gradients finite, update applied", self.nonfinite_in_a_row,
+                           self.nonfinite_steps)
+        if self.nonfinite_in_a_row >= settings.max_consecutive_skips:
+            raise RunInterrupted(
+                f"gave up at step {step} after {self.nonfinite_in_a_row} non-finite steps in a "
+                f"row (--max_consecutive_skips={settings.max_consecutive_skips}, "
+                f"{self.nonfinite_steps} in this run); the newest checkpoint {newest} keeps the "
+                f"last good state; lower --learning_rate or check the input events", 1)
 
     def _log_train(self, step, values, steps, elapsed, wait):
         if not self.runtime.is_root:

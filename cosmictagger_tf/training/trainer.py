@@ -4,7 +4,15 @@ The train step records the forward pass on a gradient tape, wraps it in Horovod'
 tape (gradients averaged over ranks), and applies the update. With gradient accumulation the
 gradients of ``k`` consecutive minibatches are summed in accumulators and the optimiser applies
 their mean on every ``k``-th minibatch. Both steps return every scalar (loss, per-plane losses,
-metrics) stacked in one tensor and averaged over ranks with a single allreduce.
+metrics) stacked in one tensor and averaged over ranks with a single allreduce. The train step
+also returns the global norm of the applied gradients, so the loop finds a non-finite step among
+the values it already reads.
+
+With ``skip_nonfinite_steps``, an update whose gradients (averaged over ranks, so every rank
+decides the same) have a non-finite global norm is skipped in the graph: the weights, the Adam
+slots and the batch-norm statistics keep their values, and the step counter of the optimiser
+still advances so the learning-rate schedule stays in step. Under loss scaling (``mixed``) the
+LossScaleOptimizer skips such updates itself and lowers its scale.
 """
 import tensorflow as tf
 
@@ -22,6 +30,7 @@ class Trainer:
         self.scheme = optimizer_config.loss_balance_scheme
         self.weight_decay = optimizer_config.weight_decay
         self.accumulation = optimizer_config.gradient_accumulation
+        self.skip_nonfinite = optimizer_config.skip_nonfinite_steps and precision != "mixed"
         self.num_planes = len(model.outputs)
         self.kernels = convolution_kernels(model)
 
@@ -38,7 +47,9 @@ class Trainer:
 
         self.scalar_names = (["loss", "weight_decay"]
                              + [f"plane{p}/loss" for p in range(self.num_planes)]
-                             + metrics.metric_names(self.num_planes))
+                             + metrics.metric_names(self.num_planes)
+                             # Last, because only the train step returns it.
+                             + ["gradient_norm"])
         self._update_step = tf.function(self._train_step, jit_compile=jit_compile or None)
         self._accumulate_step = tf.function(
             lambda images, labels: self._train_step(images, labels, apply_update=False),
@@ -62,6 +73,7 @@ class Trainer:
         self.runtime.broadcast_variables(self.optimizer.variables)
 
     def scalars_to_dict(self, stacked):
+        """Name the stacked scalars. Those of the validation step lack ``gradient_norm``."""
         return dict(zip(self.scalar_names, (float(value) for value in stacked.numpy())))
 
     # ---- traced bodies ------------------------------------------------------------------------
@@ -73,6 +85,9 @@ class Trainer:
         return logits, data_loss, plane_losses, decay
 
     def _train_step(self, images, labels, apply_update=True):
+        # Read before the forward pass updates them, to put back if the update is skipped.
+        statistics = ([variable.read_value() for variable in self.model.non_trainable_variables]
+                      if self.skip_nonfinite else [])
         with tf.GradientTape() as tape:
             logits, data_loss, plane_losses, decay = self._objective(images, labels, True)
             total_loss = data_loss + decay
@@ -85,18 +100,60 @@ class Trainer:
         if self.loss_scaling:
             gradients = self.optimizer.get_unscaled_gradients(gradients)
 
+        gradient_norm = tf.linalg.global_norm(gradients)
         if self.accumulation > 1:
             for accumulator, gradient in zip(self.accumulators, gradients):
                 accumulator.assign_add(gradient)
             if apply_update:
                 mean = [accumulator / self.accumulation for accumulator in self.accumulators]
-                self.optimizer.apply_gradients(zip(mean, variables))
+                gradient_norm = tf.linalg.global_norm(mean)
+                self._apply_gradients(mean, variables, gradient_norm, statistics)
                 for accumulator in self.accumulators:
                     accumulator.assign(tf.zeros_like(accumulator))
+            else:
+                self._restore_statistics_unless_finite(gradient_norm, statistics)
         else:
-            self.optimizer.apply_gradients(zip(gradients, variables))
+            self._apply_gradients(gradients, variables, gradient_norm, statistics)
 
-        return self._stack_scalars(labels, logits, data_loss, plane_losses, decay)
+        stacked = self._stack_scalars(labels, logits, data_loss, plane_losses, decay)
+        # The norm is equal on every rank because the gradients were averaged over ranks.
+        return tf.concat([stacked, tf.reshape(tf.cast(gradient_norm, tf.float32), [1])], 0)
+
+    def _apply_gradients(self, gradients, variables, gradient_norm, statistics):
+        """Apply the update, or with skip_nonfinite, only when ``gradient_norm`` is finite."""
+        if not self.skip_nonfinite:
+            self.optimizer.apply_gradients(zip(gradients, variables))
+            return
+
+        def apply():
+            self.optimizer.apply_gradients(zip(gradients, variables))
+            return tf.constant(True)
+
+        def skip():
+            # The schedule reads the optimiser's step counter, which must still count this step.
+            self.optimizer.iterations.assign_add(1)
+            self._assign_statistics(statistics)
+            return tf.constant(False)
+
+        tf.cond(tf.math.is_finite(gradient_norm), apply, skip)
+
+    def _restore_statistics_unless_finite(self, gradient_norm, statistics):
+        """Undo this minibatch's batch-norm statistics update when its gradients are not finite."""
+        if not self.skip_nonfinite:
+            return
+
+        def keep():
+            return tf.constant(True)
+
+        def restore():
+            self._assign_statistics(statistics)
+            return tf.constant(False)
+
+        tf.cond(tf.math.is_finite(gradient_norm), keep, restore)
+
+    def _assign_statistics(self, statistics):
+        for variable, value in zip(self.model.non_trainable_variables, statistics):
+            variable.assign(value)
 
     def _evaluate_step(self, images, labels):
         logits, data_loss, plane_losses, decay = self._objective(images, labels, False)
