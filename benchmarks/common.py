@@ -8,6 +8,7 @@ import os
 import platform
 import resource
 import statistics
+import sys
 import time
 
 # A square matmul of this size is large enough for the BLAS and oneDNN kernels to reach their
@@ -16,12 +17,17 @@ MATMUL_SIZE = 4096
 
 
 def machine_description(flag_values):
-    """Return the CPU, core count, software versions and the command's flags as a dict."""
+    """Return the CPU, core count, software versions and the command's own flags as a dict.
+
+    ``flag_values`` is absl's FlagValues; only the flags the command defines are listed.
+    """
     import tensorflow as tf
 
+    own_flags = {flag.name: flag.value
+                 for flag in flag_values.get_key_flags_for_module(sys.argv[0])}
     description = {"cpu": _cpu_model(), "cores": os.cpu_count(),
                    "cpu_flags": _vector_flags(), "python": platform.python_version(),
-                   "tensorflow": tf.__version__, "flags": flag_values}
+                   "tensorflow": tf.__version__, "flags": own_flags}
     for module in ("intel_extension_for_tensorflow", "horovod"):
         try:
             description[module] = __import__(module).__version__

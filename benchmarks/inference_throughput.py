@@ -74,7 +74,7 @@ def main(argv):
         result["inference_over_training"] = (result["events_per_second"]
                                              / result["training_events_per_second"])
     result["peak_memory_gb"] = common.peak_memory_bytes() / 1e9
-    result["machine"] = common.machine_description(FLAGS.flag_values_dict())
+    result["machine"] = common.machine_description(FLAGS)
     print(json.dumps(result, indent=2))
 
 

@@ -150,7 +150,7 @@ def _measure(path, cores, first_core):
 
 
 def _machine():
-    return common.machine_description(FLAGS.flag_values_dict())
+    return common.machine_description(FLAGS)
 
 
 if __name__ == "__main__":

@@ -117,7 +117,7 @@ def _breakdown(kernels, steps):
         "by_layer_type_ms": _rounded(by_type),
         "by_level_and_type_ms": _rounded(by_level),
         "top_kernels_ms": _rounded(collections.Counter(dict(by_op.most_common(15)))),
-        "machine": common.machine_description(FLAGS.flag_values_dict()),
+        "machine": common.machine_description(FLAGS),
     }
 
 

@@ -83,7 +83,7 @@ def main(argv):
     }
     if FLAGS.measure_peak:
         result.update(_limit_fraction(result))
-    result["machine"] = common.machine_description(FLAGS.flag_values_dict())
+    result["machine"] = common.machine_description(FLAGS)
     print(json.dumps(result, indent=2))
 
 

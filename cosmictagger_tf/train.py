@@ -39,7 +39,8 @@ def main(argv):
 
     config = run_flags.config_from_flags()
     if config.output_dir is None:
-        config.output_dir = os.path.join("runs", f"{config.preset}-{time.strftime('%Y%m%d-%H%M%S')}")
+        run_name = f"{config.preset}-{time.strftime('%Y%m%d-%H%M%S')}"
+        config.output_dir = os.path.join("runs", run_name)
 
     try:
         config.validate()
@@ -53,7 +54,8 @@ def main(argv):
 
     from cosmictagger_tf.distributed.device_checks import check_device
     from cosmictagger_tf.distributed.runtime import pin_devices, start_runtime
-    from cosmictagger_tf.training.loop import StopRequest, run_training
+    from cosmictagger_tf.training.loop import run_training
+    from cosmictagger_tf.training.stops import StopRequest
     from cosmictagger_tf.training.outputs import prepare_output_dir
 
     runtime = start_runtime(config.distributed)
@@ -102,7 +104,7 @@ def _train(config, runtime, run_training, prepare_output_dir, stop_request=None)
 
     The message is empty when the loop has already logged it, as for a run stopped by a signal.
     """
-    from cosmictagger_tf.training.loop import RunInterrupted
+    from cosmictagger_tf.training.stops import RunInterrupted
 
     created = not os.path.exists(config.output_dir)
     try:

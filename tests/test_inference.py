@@ -108,8 +108,9 @@ def test_infer_output_passes_format_checks_and_reads_back(labelled_run, infer_ou
     output, _ = infer_output
     expected = expected_scores(model, data_path)
     data = Larcv3File(data_path)
-    # Opening runs the reader's checks: tables, extents, id ranges, matching voxel counts.
-    predictions = Larcv3File(output, CLASS_PRODUCER, COSMIC_SCORE_PRODUCER)
+    # Opening runs the reader's checks: tables, extents, id ranges, matching voxel counts, and
+    # class values 0 to 2 in the producer read as labels.
+    predictions = Larcv3File(output, COSMIC_SCORE_PRODUCER, CLASS_PRODUCER)
     neutrino_scores = Larcv3File(output, NEUTRINO_SCORE_PRODUCER, None)
     assert predictions.num_entries == NUM_EVENTS
     assert predictions.number_of_voxels == (WIDTH, HEIGHT)

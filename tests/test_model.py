@@ -186,3 +186,22 @@ def test_plane_layer_config_keeps_data_format():
     assert (copy.data_format, copy.num_planes) == ("channels_first", 3)
     with pytest.raises(ValueError, match="channels_last or channels_first"):
         plane_layers.FoldPlanes(data_format="nchw")
+
+
+def test_output_gradient_leaky_relu_matches_tensorflow():
+    from cosmictagger_tf.model.activations import OutputGradientLeakyReLU
+
+    features = tf.constant([[-3.0, -0.5, 0.0, 0.25, 4.0]])
+    layer = OutputGradientLeakyReLU(0.2)
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch(features)
+        ours = layer(features)
+        reference = tf.nn.leaky_relu(features, alpha=0.2)
+        weights = tf.constant([[1.0, 2.0, 3.0, 4.0, 5.0]])
+        weighted_ours = tf.reduce_sum(ours * weights)
+        weighted_reference = tf.reduce_sum(reference * weights)
+
+    np.testing.assert_array_equal(ours.numpy(), reference.numpy())
+    np.testing.assert_array_equal(tape.gradient(weighted_ours, features).numpy(),
+                                  tape.gradient(weighted_reference, features).numpy())
+    assert OutputGradientLeakyReLU.from_config(layer.get_config()).slope == 0.2

@@ -7,7 +7,8 @@ axis, so every layer runs once on all planes. With ``independent_planes`` each p
 layers. The output is one logit tensor ``[B, H, W, num_classes]`` per plane, in float32.
 
 Block = Conv2D (same padding) -> BatchNorm -> leaky ReLU (slope 0.2). Residual block = Block ->
-Block without activation -> add the input -> leaky ReLU.
+Block without activation -> add the input -> leaky ReLU. The leaky ReLU takes its gradient from
+its output (``activations.OutputGradientLeakyReLU``), which saves a full-size tensor per block.
 
 ``data_format="channels_first"`` runs every layer on ``[N, C, H, W]`` tensors. The model's input
 and outputs stay channels-last: the planes are transposed once at the start and the logits once at
@@ -21,6 +22,7 @@ import tensorflow as tf
 
 from cosmictagger_tf.config import NetworkConfig
 from cosmictagger_tf.model import plane_layers
+from cosmictagger_tf.model.activations import OutputGradientLeakyReLU
 
 LEAKY_RELU_SLOPE = 0.2
 PRECISION_POLICIES = {"float32": "float32", "mixed": "mixed_float16",
@@ -51,7 +53,7 @@ class _Builder:
             x = tf.keras.layers.BatchNormalization(axis=self.channel_axis, dtype=self.memory_policy,
                                                    name=f"{name}_norm")(x)
         if activation:
-            x = tf.keras.layers.LeakyReLU(LEAKY_RELU_SLOPE, dtype=self.memory_policy,
+            x = OutputGradientLeakyReLU(LEAKY_RELU_SLOPE, dtype=self.memory_policy,
                                           name=f"{name}_relu")(x)
         return x
 
@@ -60,7 +62,7 @@ class _Builder:
         x = self.block(x, filters, kernel, f"{name}_a")
         x = self.block(x, filters, kernel, f"{name}_b", activation=False)
         x = tf.keras.layers.Add(dtype=self.memory_policy, name=f"{name}_add")([x, shortcut])
-        return tf.keras.layers.LeakyReLU(LEAKY_RELU_SLOPE, dtype=self.memory_policy,
+        return OutputGradientLeakyReLU(LEAKY_RELU_SLOPE, dtype=self.memory_policy,
                                          name=f"{name}_relu")(x)
 
     def block_series(self, x, count, filters, kernel, name):

@@ -1,4 +1,4 @@
-"""The training loop: data, model, checkpoints, validation, logging and timing of a run.
+"""The training loop: data, model, validation, logging, timing and early stops of a run.
 
 ``run_training(config, runtime)`` is what ``python -m cosmictagger_tf.train`` calls after turning
 flags into a RunConfig; a notebook can call it directly with a hand-made RunConfig.
@@ -11,12 +11,9 @@ that fails, for example on a full disk, raises OSError naming the file instead, 
 checkpoints stay intact.
 """
 import dataclasses
-import glob
 import logging
 import math
 import os
-import re
-import shutil
 import signal
 import time
 
@@ -25,10 +22,11 @@ import tensorflow as tf
 from cosmictagger_tf.config import ConfigError
 from cosmictagger_tf.data import dense, pipeline
 from cosmictagger_tf.model import build_uresnet, count_parameters
-from cosmictagger_tf.training.outputs import (CHECKPOINT_FOLDER, NullWriter, RunWriter,
-                                              check_free_space, prepare_output_dir, write_error,
-                                              write_rank_summary)
+from cosmictagger_tf.training import checkpoints
+from cosmictagger_tf.training.outputs import (NullWriter, RunWriter, check_free_space,
+                                              prepare_output_dir, write_error, write_rank_summary)
 from cosmictagger_tf.training.schedule import build_learning_rate
+from cosmictagger_tf.training.stops import RunInterrupted
 from cosmictagger_tf.training.trainer import Trainer
 
 logger = logging.getLogger(__name__)
@@ -49,52 +47,6 @@ class RunSummary:
     last_train: dict
     last_aux: dict
     nonfinite_steps: int = 0
-
-
-class RunInterrupted(Exception):
-    """A run that ended before ``--iterations``.
-
-    ``exit_status`` is the exit status for the command, and ``logged`` is True when the loop has
-    already logged the message on rank 0.
-    """
-
-    def __init__(self, message, exit_status, logged=False):
-        super().__init__(message)
-        self.exit_status = exit_status
-        self.logged = logged
-
-
-class StopRequest:
-    """Signal handler for SIGTERM and SIGINT, so the loop can stop cleanly after the step.
-
-    Use it as a context manager in the main thread. The handler only records the signal, and the
-    loop reads ``signal_number`` after each step. A second signal raises KeyboardInterrupt at
-    once, for a user who does not want to wait for the step and the checkpoint.
-    """
-
-    SIGNALS = (signal.SIGTERM, signal.SIGINT)
-
-    def __init__(self):
-        self.signal_number = 0
-        self.last_signal = 0
-        self._previous = {}
-
-    def __enter__(self):
-        for number in self.SIGNALS:
-            self._previous[number] = signal.signal(number, self._record)
-        return self
-
-    def __exit__(self, *exc_info):
-        for number, handler in self._previous.items():
-            signal.signal(number, handler)
-        self._previous = {}
-        return False
-
-    def _record(self, number, frame):
-        self.last_signal = number
-        if self.signal_number:
-            raise KeyboardInterrupt(f"second {signal.Signals(number).name}")
-        self.signal_number = number
 
 
 def run_training(config, runtime, stop_request=None):
@@ -135,7 +87,7 @@ def run_training(config, runtime, stop_request=None):
                       config.precision, config.jit_compile)
 
     step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
-    manager = _checkpoint_manager(config, model, trainer.optimizer, step, runtime)
+    manager = checkpoints.checkpoint_manager(config, model, trainer.optimizer, step, runtime)
     start_step = runtime.broadcast_object(int(step.numpy()))
     step.assign(start_step)
     if start_step >= config.iterations:
@@ -245,105 +197,6 @@ def _make_dataset(config, source, local_minibatch, runtime, start_step, seed_off
         prefetch=config.data.prefetch)
 
 
-def _checkpoint_manager(config, model, optimizer, step, runtime):
-    """Return a CheckpointManager; restore the newest checkpoint on rank 0 if one exists."""
-    checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, step=step)
-    directory = os.path.join(config.output_dir, CHECKPOINT_FOLDER)
-    manager = tf.train.CheckpointManager(checkpoint, directory, max_to_keep=config.max_checkpoints)
-    if runtime.is_root and manager.latest_checkpoint:
-        path = _restore_newest(checkpoint, manager)
-        logger.info("resumed from %s at step %d", path, int(step.numpy()))
-    if runtime.is_root:
-        _remove_interrupted_writes(directory, int(step.numpy()))
-    return manager
-
-
-def _restore_newest(checkpoint, manager):
-    """Restore the newest complete and readable checkpoint and return its path.
-
-    TensorFlow 2.15's CheckpointManager rewrites the ``checkpoint`` index file only after the
-    checkpoint's files are written. A named checkpoint whose files are missing, empty or
-    unreadable is still skipped with a warning, and the one before it is tried.
-    """
-    candidates = [manager.latest_checkpoint] + [
-        path for path in reversed(manager.checkpoints) if path != manager.latest_checkpoint]
-    for path in candidates:
-        problem = _checkpoint_problem(path)
-        if problem is None:
-            try:
-                checkpoint.restore(path).assert_existing_objects_matched()
-                return path
-            except (ValueError, AssertionError) as error:
-                raise ConfigError(
-                    f"checkpoint {path} does not fit the network built from the flags "
-                    f"({str(error).splitlines()[0]}); resume with the run's network flags, or "
-                    f"choose a new --output_dir") from None
-            except (tf.errors.OpError, IndexError) as error:
-                # TensorFlow 2.15 raises IndexError for a data file cut short.
-                problem = f"{type(error).__name__}: {str(error).splitlines()[0][:200]}"
-        logger.warning("ignoring incomplete checkpoint %s (%s); trying the one before it",
-                       path, problem)
-    raise OSError(f"no complete checkpoint in {manager.directory} ({len(candidates)} named in its "
-                  f"checkpoint file, all incomplete or unreadable); move the folder away to "
-                  f"start again, or choose a new --output_dir")
-
-
-def _checkpoint_problem(path):
-    """Return what is missing from the checkpoint files of ``path``, or None if complete."""
-    index = path + ".index"
-    if not os.path.isfile(index) or os.path.getsize(index) == 0:
-        return "no index file"
-    shards = glob.glob(glob.escape(path) + ".data-*-of-*")
-    if not shards:
-        return "no data file"
-    expected = int(shards[0].rsplit("-of-", 1)[1])
-    if len(shards) != expected:
-        return f"{len(shards)} of {expected} data files"
-    if any(os.path.getsize(shard) == 0 for shard in shards):
-        return "empty data file"
-    return None
-
-
-def _remove_interrupted_writes(directory, after_step):
-    """Delete what interrupted or failed checkpoint writes left in ``directory``.
-
-    These are ``ckpt-N_temp`` folders, ``checkpoint.tmp*`` files, and the files of checkpoints
-    past ``after_step`` that the ``checkpoint`` index file does not name, because the run writes
-    those steps again. Returns the number of entries removed.
-    """
-    if not os.path.isdir(directory):
-        return 0
-    state = tf.train.get_checkpoint_state(directory)
-    recorded = set()
-    if state:
-        names = [*state.all_model_checkpoint_paths, state.model_checkpoint_path]
-        recorded = {os.path.basename(name) for name in names}
-
-    removed = []
-    for entry in os.scandir(directory):
-        numbered = re.match(r"(ckpt-(\d+))\.(index|data-\d+-of-\d+)$", entry.name)
-        if entry.is_dir() and entry.name.endswith("_temp"):
-            shutil.rmtree(entry.path, ignore_errors=True)
-        elif entry.name.startswith("checkpoint.tmp") or (
-                numbered and int(numbered.group(2)) > after_step
-                and numbered.group(1) not in recorded):
-            _remove_quietly(entry.path)
-        else:
-            continue
-        removed.append(entry.name)
-    if removed:
-        logger.warning("removed %d file(s) left by interrupted checkpoint writes in %s: %s",
-                       len(removed), directory, ", ".join(sorted(removed)))
-    return len(removed)
-
-
-def _remove_quietly(path):
-    try:
-        os.remove(path)
-    except OSError as error:
-        logger.warning("cannot remove %s (%s)", path, error.strerror)
-
-
 def _make_writer(config, runtime, trainable, total, steps_per_epoch, start_step):
     if not runtime.is_root:
         return NullWriter()
@@ -450,7 +303,7 @@ class _Loop:
         try:
             path = self.manager.save(checkpoint_number=step)
         except (OSError, tf.errors.OpError) as error:
-            _remove_interrupted_writes(self.manager.directory, step - 1)
+            checkpoints.remove_interrupted_writes(self.manager.directory, step - 1)
             advice = (f"the newest complete checkpoint is {self._newest_checkpoint()}; free "
                       f"space there and rerun the same command to resume from it")
             raise write_error("checkpoint", path, error, advice) from None
