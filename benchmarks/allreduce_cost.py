@@ -19,6 +19,8 @@ import time  # noqa: E402
 
 from absl import app, flags  # noqa: E402
 
+import common  # noqa: E402
+
 flags.DEFINE_enum("preset", "a21", ["uresnet", "a21", "polaris"], "Network preset.")
 flags.DEFINE_integer("warmup", 3, "Allreduces run before timing.")
 flags.DEFINE_integer("repeats", 20, "Timed allreduces.")
@@ -58,9 +60,10 @@ def main(argv):
         print(json.dumps({
             "benchmark": "allreduce_cost", "preset": FLAGS.preset, "ranks": hvd.size(),
             "compression": FLAGS.compression, "tensors": len(gradients),
-            "payload_mb": payload_bytes / 2**20, "seconds_median": median,
+            "payload_mib": payload_bytes / 2**20, "seconds_median": median,
             "seconds_min": min(seconds), "seconds_max": max(seconds),
             "algorithm_bandwidth_gb_per_s": payload_bytes / median / 1e9,
+            "machine": common.machine_description(FLAGS),
         }, indent=2))
 
 

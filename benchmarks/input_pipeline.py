@@ -10,12 +10,13 @@ minibatches. Nothing consumes the minibatches but the clock.
 
 With ``--processes=N`` the command also runs N single-core workers at once, each pinned to its own
 core, as N ranks of one node would read, and reports their summed rate. h5py serialises every
-HDF5 call of a process under one lock, so reader threads within a process add little; separate
-processes do not share that lock.
+HDF5 call of a process under one lock, so reader threads within a process gain less than separate
+processes, which do not share that lock.
 
 Two inputs are measured: the real sample (``--data_file``, the five-event file in ../shared when
 present), read again and again, and a simulated file of ``--simulated_events`` events written
-once to ``--simulated_file`` when it does not exist yet.
+once to ``--simulated_file`` when it does not exist yet. An existing file must hold that many
+events.
 """
 import os
 
@@ -24,6 +25,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import json  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
+import tempfile  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 from absl import app, flags  # noqa: E402
@@ -36,8 +38,9 @@ SAMPLE = REPO_DIR.parent / "shared" / "data" / "cosmic_tagging_light.h5"
 flags.DEFINE_string("data_file", str(SAMPLE) if SAMPLE.exists() else None,
                     "Real larcv3 file to read; empty to skip.")
 flags.DEFINE_integer("simulated_events", 1000, "Events of the simulated file; 0 to skip it.")
-flags.DEFINE_string("simulated_file", "/tmp/cosmictagger_benchmark_1000.h5",
-                    "Simulated larcv3 file; written first when it does not exist.")
+flags.DEFINE_string("simulated_file", None,
+                    "Simulated larcv3 file; written first when it does not exist. Default: "
+                    "cosmictagger_benchmark_N.h5 in the system's temporary folder, N the events.")
 flags.DEFINE_list("cores", ["1", "2"], "Core counts to measure, each in its own process.")
 flags.DEFINE_integer("processes", 0, "Also run this many single-core workers at once (0: skip).")
 flags.DEFINE_integer("downsample", 1, "Shrink each plane by 2**downsample per axis.")
@@ -74,13 +77,27 @@ def main(argv):
 
 
 def _simulated_file():
-    path = Path(FLAGS.simulated_file)
-    if not path.exists():
+    """Return the simulated file, written first when absent. An existing one must fit the flag."""
+    path = Path(FLAGS.simulated_file or Path(tempfile.gettempdir())
+                / f"cosmictagger_benchmark_{FLAGS.simulated_events}.h5")
+    if path.exists():
+        events = _count_events(path)
+        if events != FLAGS.simulated_events:
+            sys.exit(f"error: {path} holds {events} events, not --simulated_events="
+                     f"{FLAGS.simulated_events}; remove it or give another --simulated_file")
+    else:
         print(f"simulating {FLAGS.simulated_events} events into {path} (once)", file=sys.stderr)
         subprocess.run([sys.executable, "-m", "cosmictagger_tf.simulate", f"--output={path}",
                         f"--events={FLAGS.simulated_events}", "--seed=1000"],
                        cwd=REPO_DIR, check=True)
     return str(path)
+
+
+def _count_events(path):
+    import h5py
+
+    with h5py.File(path, "r", locking=False) as handle:
+        return len(handle["Events/event_id"])
 
 
 def _run_worker(kind, path, cores):

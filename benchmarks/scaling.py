@@ -8,7 +8,7 @@ the global minibatch grows with the rank count. The single rank gets every core 
 threads, and each of the N ranks gets ``cores / N``. Throughput is the training command's own
 figure: total events over the time of all steps after the first. The efficiency printed is N-rank
 throughput over one-rank throughput. On one machine the cores are fixed, so 1.0 means the
-allreduce and the extra processes cost nothing.
+allreduce and the extra processes cost nothing. Each run is timed once, so there is no spread.
 """
 import json
 import os
@@ -19,6 +19,8 @@ import tempfile
 from pathlib import Path
 
 from absl import app, flags
+
+import common
 
 flags.DEFINE_enum("preset", "a21", ["uresnet", "a21", "polaris"], "Network preset.")
 flags.DEFINE_integer("downsample", 2, "Shrink each plane by 2**downsample per axis.")
@@ -66,6 +68,7 @@ def main(argv):
         "events_per_second_1_rank": single,
         f"events_per_second_{FLAGS.ranks}_ranks": multi,
         "efficiency": multi / single,
+        "machine": common.machine_description(FLAGS),
     }, indent=2))
 
 

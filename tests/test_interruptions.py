@@ -348,6 +348,7 @@ def test_skip_nonfinite_counts_then_gives_up(nan_file, tmp_path):
     assert [row["step"] for row in rows] == [1, 2, 3, 4, 5, 6]
     assert [row["step"] for row in rows if row["update_skipped"] == 1.0] == [2, 3, 5, 6]
     assert all(row["loss"] is None for row in rows if row["update_skipped"])
+    assert all(row["accuracy"] is None for row in rows if row["update_skipped"])
     assert rows[3]["loss"] > 0
     # Skipped steps leave the weights, the Adam slots and the batch-norm statistics finite.
     assert newest_checkpoint(output_dir) == 6

@@ -60,8 +60,9 @@ class EventSource:
             if not skip_bad_files:
                 if num_paths == 1:
                     raise
-                raise Larcv3FormatError(f"{error}. To train on the other {num_paths - 1} "
-                                        "file(s) without it, add --skip_bad_files") from None
+                raise Larcv3FormatError(f"{error}. To leave out every file that fails these "
+                                        "checks and train on the rest, add --skip_bad_files"
+                                        ) from None
             logger.warning("skipping bad input file: %s", error)
             self.skipped.append((path, str(error)))
             return None

@@ -34,11 +34,16 @@ def leaky_relu_output_gradient(features, slope):
     @tf.custom_gradient
     def forward(inputs):
         outputs = tf.nn.leaky_relu(inputs, alpha=slope)
+        # The gradient op goes under the layer's name, as TensorFlow's own gradients do, so
+        # profiles attribute it to the layer.
+        layer_scope = tf.get_current_name_scope()
 
         def gradient(upstream):
             # LeakyReluGrad passes the upstream gradient where its "features" are positive and
-            # scales it by the slope elsewhere; the output is positive exactly where the input is.
-            return tf.raw_ops.LeakyReluGrad(gradients=upstream, features=outputs, alpha=slope)
+            # scales it by the slope elsewhere. The output is positive exactly where the input is.
+            with tf.name_scope(f"gradient_tape/{layer_scope}/" if layer_scope else ""):
+                return tf.raw_ops.LeakyReluGrad(gradients=upstream, features=outputs,
+                                                alpha=slope)
 
         return outputs, gradient
 

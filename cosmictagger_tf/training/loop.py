@@ -315,6 +315,13 @@ class _Loop:
         return (tf.train.latest_checkpoint(self.manager.directory)
                 or "none (a rerun starts from step 0)")
 
+    def _last_good_state(self):
+        """Say where the last good state is: the newest checkpoint, or none written yet."""
+        newest = tf.train.latest_checkpoint(self.manager.directory)
+        if newest is None:
+            return "no checkpoint was written yet, and a rerun starts from step 0"
+        return f"the newest checkpoint {newest} keeps the last good state"
+
     def _stop_if_requested(self, step, saved):
         """After a step, stop every rank when any rank has caught SIGTERM or SIGINT."""
         signal_number = self._agreed_stop_signal()
@@ -366,13 +373,13 @@ class _Loop:
         self.nonfinite_steps += 1
         self.nonfinite_in_a_row += 1
         found = f"loss {values['loss']}, gradient norm {gradient_norm}"
-        newest = self._newest_checkpoint()
+        last_good = self._last_good_state()
         if not settings.skip_nonfinite_steps:
             raise RunInterrupted(
                 f"non-finite values at step {step} ({found}); stopped without saving this step, "
-                f"so the newest checkpoint {newest} keeps the last good state; lower "
-                f"--learning_rate, check the input events of this step, or rerun with "
-                f"--skip_nonfinite_steps", 1)
+                f"so {last_good}; lower --learning_rate, check the input events near this step, "
+                f"or rerun with --skip_nonfinite_steps", 1)
+        _blank_step_metrics(values)
         if self.runtime.is_root:
             logger.warning("step %d  non-finite (%s): %s; %d in a row, %d in this run", step,
                            found, "update skipped" if update_skipped else
@@ -382,8 +389,8 @@ class _Loop:
             raise RunInterrupted(
                 f"gave up at step {step} after {self.nonfinite_in_a_row} non-finite steps in a "
                 f"row (--max_consecutive_skips={settings.max_consecutive_skips}, "
-                f"{self.nonfinite_steps} in this run); the newest checkpoint {newest} keeps the "
-                f"last good state; lower --learning_rate or check the input events", 1)
+                f"{self.nonfinite_steps} in this run); {last_good}; lower --learning_rate or "
+                f"check the input events", 1)
 
     def _log_train(self, step, values, steps, elapsed, wait):
         if not self.runtime.is_root:
@@ -411,6 +418,17 @@ class _Loop:
         if accumulation == 1:
             return ""
         return f", {accumulation} minibatches accumulated per update"
+
+
+def _blank_step_metrics(values):
+    """Set the losses and metrics of a skipped step to NaN: its logits are not finite.
+
+    The metrics row then holds null for them, so averages and curves skip the step.
+    """
+    kept = ("learning_rate", "gradient_norm", "update_skipped")
+    for name in values:
+        if name not in kept:
+            values[name] = float("nan")
 
 
 def _format_metrics(values):
