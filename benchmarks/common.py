@@ -1,8 +1,9 @@
-"""What every benchmark command shares: the machine description, timing, peaks and model FLOPs.
+"""Shared parts of the benchmark commands: machine description, model set-up, timing, peaks and
+model FLOPs.
 
-Timing rules, the same for every command: warm-up steps are run and not timed; each repeat reads
-a result on the host before the clock is read, so the time covers finished work only; the rate is
-total items over total time, and the spread is (max - min) / mean over the repeats.
+Timing rules, the same for every command. Warm-up steps run untimed. Each repeat reads a result
+on the host before the clock is read, so the time covers finished work only. The rate is total
+items over total time, and the spread is (max - min) / mean over the repeats.
 """
 import os
 import platform
@@ -19,7 +20,7 @@ MATMUL_SIZE = 4096
 def machine_description(flag_values):
     """Return the CPU, core count, software versions and the command's own flags as a dict.
 
-    ``flag_values`` is absl's FlagValues; only the flags the command defines are listed.
+    ``flag_values`` is absl's FlagValues. Only the flags the command defines are listed.
     """
     import tensorflow as tf
 
@@ -47,14 +48,42 @@ def _cpu_model():
 
 def _vector_flags():
     """Return the vector and matrix instruction sets the CPU reports that matter for TensorFlow."""
-    wanted = ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16", "amx_tile")
+    reported_sets = ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16", "amx_tile")
     try:
         with open("/proc/cpuinfo") as handle:
             reported = next(line.split(":", 1)[1].split() for line in handle
                             if line.startswith("flags"))
     except (OSError, StopIteration):
         return []
-    return [flag for flag in wanted if flag in reported]
+    return [flag for flag in reported_sets if flag in reported]
+
+
+def build_preset_model(preset, downsample, precision):
+    """Build a preset's model for SBND planes shrunk by ``2**downsample``.
+
+    Returns ``(model, image_shape)``, and exits with a one-line error on an impossible size.
+    """
+    from cosmictagger_tf.config import network_preset
+    from cosmictagger_tf.model import build_uresnet
+
+    scale = 2 ** downsample
+    image_shape = (1280 // scale, 2048 // scale)
+    try:
+        return build_uresnet(network_preset(preset), image_shape, precision), image_shape
+    except ValueError as error:
+        sys.exit(f"error: {error}")
+
+
+def single_process_trainer(model, precision):
+    """Return the training command's Trainer (Adam, default optimiser settings) on one process."""
+    import tensorflow as tf
+
+    from cosmictagger_tf.config import OptimizerConfig
+    from cosmictagger_tf.distributed.runtime import SingleProcessRuntime
+    from cosmictagger_tf.training.trainer import Trainer
+
+    return Trainer(model, tf.keras.optimizers.Adam(3e-4), SingleProcessRuntime(),
+                   OptimizerConfig(), precision)
 
 
 def timed_repeats(run_once, items_per_call, calls, repeats):
@@ -109,7 +138,7 @@ def convolution_macs_per_event(model):
 
     The count reads each layer's kernel and output size from the built Keras model, so it
     follows the preset. With shared weights the planes of an event are folded into the batch
-    axis, so a layer outside the bottleneck runs once per plane; the bottleneck layers (named
+    axis, so a layer outside the bottleneck runs once per plane. The bottleneck layers (named
     ``deepest_*``) see the planes side by side and run once per event.
     """
     import tensorflow as tf

@@ -37,16 +37,10 @@ def main(argv):
         sys.exit("error: --minibatch_size, --steps and --repeats must be at least 1")
     import tensorflow as tf
 
-    from cosmictagger_tf.config import network_preset
     from cosmictagger_tf.data.pipeline import synthetic_dataset
-    from cosmictagger_tf.model import build_uresnet
 
-    scale = 2 ** FLAGS.downsample
-    image_shape = (1280 // scale, 2048 // scale)
-    try:
-        model = build_uresnet(network_preset(FLAGS.preset), image_shape, FLAGS.precision)
-    except ValueError as error:
-        sys.exit(f"error: {error}")
+    model, image_shape = common.build_preset_model(FLAGS.preset, FLAGS.downsample,
+                                                   FLAGS.precision)
     minibatches = iter(synthetic_dataset(FLAGS.minibatch_size, image_shape))
     images, labels = next(minibatches)
     infer = tf.function(lambda planes: model(planes, training=False))
@@ -80,14 +74,7 @@ def main(argv):
 
 def _training_rate(model, minibatches):
     """Time training steps of the same model and report inference over training throughput."""
-    import tensorflow as tf
-
-    from cosmictagger_tf.config import OptimizerConfig
-    from cosmictagger_tf.distributed.runtime import SingleProcessRuntime
-    from cosmictagger_tf.training.trainer import Trainer
-
-    trainer = Trainer(model, tf.keras.optimizers.Adam(3e-4), SingleProcessRuntime(),
-                      OptimizerConfig(), FLAGS.precision)
+    trainer = common.single_process_trainer(model, FLAGS.precision)
 
     def train_once():
         return trainer.train_step(*next(minibatches))

@@ -1,13 +1,14 @@
-"""Where a training step's time goes: kernel time by layer type and by U-Net level, as JSON.
+"""Profile of one training step: kernel time by layer type and by U-Net level, as JSON.
 
     .venv/bin/python benchmarks/profile_step.py --preset=a21 --precision=float32 --steps=2
 
 The command runs warm-up steps, then records ``--steps`` steps with the TensorFlow profiler and
 sums the duration of every kernel on the compute threads. Kernels are grouped by layer type
-(convolution, batch norm, activation, resampling, pooling, loss, optimiser, other) and by the
-level their op name belongs to (``initial``, ``level0`` at full resolution, ..., ``deepest``,
-``head``; ``loss_metrics`` for ops outside the model). Times are milliseconds per step. With
-two intra-op threads the kernels run one after another, so the sum is close to the step time.
+(convolution, batch norm, activation, resampling, pooling, loss, optimiser, other). They are
+also grouped by the level their op name belongs to: ``initial``, ``level0`` at full resolution,
+and so on down to ``deepest`` and ``head``, with ``loss_metrics`` for ops outside the model.
+Times are milliseconds per step. With two intra-op threads the kernels run one after another, so
+the sum is close to the step time.
 """
 import os
 
@@ -17,7 +18,6 @@ import collections  # noqa: E402
 import glob  # noqa: E402
 import json  # noqa: E402
 import re  # noqa: E402
-import sys  # noqa: E402
 import tempfile  # noqa: E402
 
 from absl import app, flags  # noqa: E402
@@ -50,20 +50,11 @@ def main(argv):
     del argv
     import tensorflow as tf
 
-    from cosmictagger_tf.config import OptimizerConfig, network_preset
     from cosmictagger_tf.data.pipeline import synthetic_dataset
-    from cosmictagger_tf.distributed.runtime import SingleProcessRuntime
-    from cosmictagger_tf.model import build_uresnet
-    from cosmictagger_tf.training.trainer import Trainer
 
-    scale = 2 ** FLAGS.downsample
-    image_shape = (1280 // scale, 2048 // scale)
-    try:
-        model = build_uresnet(network_preset(FLAGS.preset), image_shape, FLAGS.precision)
-    except ValueError as error:
-        sys.exit(f"error: {error}")
-    trainer = Trainer(model, tf.keras.optimizers.Adam(3e-4), SingleProcessRuntime(),
-                      OptimizerConfig(), FLAGS.precision)
+    model, image_shape = common.build_preset_model(FLAGS.preset, FLAGS.downsample,
+                                                   FLAGS.precision)
+    trainer = common.single_process_trainer(model, FLAGS.precision)
     minibatches = iter(synthetic_dataset(FLAGS.minibatch_size, image_shape))
     for _ in range(FLAGS.warmup_steps):
         trainer.train_step(*next(minibatches)).numpy()

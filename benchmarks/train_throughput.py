@@ -41,23 +41,14 @@ def main(argv):
     del argv
     if FLAGS.minibatch_size < 1 or FLAGS.steps < 1 or FLAGS.repeats < 1:
         sys.exit("error: --minibatch_size, --steps and --repeats must be at least 1")
-    import tensorflow as tf
-
-    from cosmictagger_tf.config import OptimizerConfig, network_preset
     from cosmictagger_tf.data.pipeline import synthetic_dataset
-    from cosmictagger_tf.distributed.runtime import SingleProcessRuntime, configure_threads
-    from cosmictagger_tf.model import build_uresnet, count_parameters
-    from cosmictagger_tf.training.trainer import Trainer
+    from cosmictagger_tf.distributed.runtime import configure_threads
+    from cosmictagger_tf.model import count_parameters
 
     configure_threads(FLAGS.intra_op_threads, FLAGS.inter_op_threads)
-    scale = 2 ** FLAGS.downsample
-    image_shape = (1280 // scale, 2048 // scale)
-    try:
-        model = build_uresnet(network_preset(FLAGS.preset), image_shape, FLAGS.precision)
-    except ValueError as error:
-        sys.exit(f"error: {error}")
-    trainer = Trainer(model, tf.keras.optimizers.Adam(3e-4), SingleProcessRuntime(),
-                      OptimizerConfig(), FLAGS.precision)
+    model, image_shape = common.build_preset_model(FLAGS.preset, FLAGS.downsample,
+                                                   FLAGS.precision)
+    trainer = common.single_process_trainer(model, FLAGS.precision)
     minibatches = iter(synthetic_dataset(FLAGS.minibatch_size, image_shape))
 
     def train_once():

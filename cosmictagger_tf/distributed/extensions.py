@@ -1,11 +1,11 @@
-"""Whether Intel Extension for TensorFlow fits the installed TensorFlow, checked before TF loads.
+"""Version check of Intel Extension for TensorFlow against TensorFlow, run before TF loads.
 
 TensorFlow loads every plugin in ``site-packages/tensorflow-plugins`` when it is imported, and a
 plugin built for another TensorFlow release can crash inside that import, before any of our
 code could report it. So the check reads the installed versions from the package metadata,
 without importing either package:
 
-- the extension absent: the run goes on with plain TensorFlow, and says so;
+- the extension absent: the run goes on with plain TensorFlow and logs that it does;
 - the extension's major.minor release differs from TensorFlow's: the run stops with exit
   status 2, naming both versions and the pip command that fixes it;
 - otherwise the run goes on with the extension loaded.
@@ -30,7 +30,7 @@ def installed_version(distribution_names):
 def extension_status(tensorflow_version=None, extension_version=None):
     """Return one line describing the extension, or raise ConfigError when it does not fit.
 
-    The versions default to the installed ones; tests pass them in.
+    The versions default to the installed ones, and tests pass them in.
     """
     if tensorflow_version is None:
         tensorflow_version = installed_version(("tensorflow", "tensorflow-cpu", "intel-tensorflow"))

@@ -423,11 +423,11 @@ class _Loop:
 def _blank_step_metrics(values):
     """Set the losses and metrics of a skipped step to NaN: its logits are not finite.
 
-    The metrics row then holds null for them, so averages and curves skip the step.
+    The metrics row then contains null for them, so averages and curves skip the step.
     """
-    kept = ("learning_rate", "gradient_norm", "update_skipped")
+    step_facts = ("learning_rate", "gradient_norm", "update_skipped")
     for name in values:
-        if name not in kept:
+        if name not in step_facts:
             values[name] = float("nan")
 
 
