@@ -23,7 +23,7 @@ READERS = 3
 
 # ---- empty events and planes ------------------------------------------------------------------
 
-def test_train_step_on_empty_events_is_finite(tmp_path):
+def test_empty_events_train_finite(tmp_path):
     import tensorflow as tf
 
     from cosmictagger_tf.config import OptimizerConfig
@@ -144,7 +144,7 @@ def test_train_command_skips_bad_file(good_and_bad, tmp_path):
     assert [row["step"] for row in metrics_rows(output_dir)] == [1]
 
 
-def test_train_command_all_files_bad_exits_1(good_and_bad, tmp_path):
+def test_all_files_bad_exits_1(good_and_bad, tmp_path):
     _, bad, _ = good_and_bad
     notes = factory.write_not_hdf5(tmp_path / "notes.h5")
     output_dir = tmp_path / "nothing"

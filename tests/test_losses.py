@@ -269,7 +269,7 @@ def test_weight_decay_no_kernels():
     assert term.numpy() == 0.0
 
 
-def test_class_slice_cross_entropy_equals_tensorflow_kernel():
+def test_slice_cross_entropy_matches_kernel():
     rng = np.random.default_rng(7)
     labels = tf.constant(rng.integers(0, NUM_CLASSES, size=(2, 8, 16)), tf.int32)
     logits = tf.constant(rng.normal(scale=30.0, size=(2, 8, 16, NUM_CLASSES)), tf.float32)

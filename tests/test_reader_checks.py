@@ -112,14 +112,14 @@ def test_voxel_id_outside_image_at_read(valid_file):
         larcv_file.read_entry_sparse(3)
 
 
-def test_label_ids_differ_from_image_at_open(valid_file):
+def test_label_ids_differ_at_open(valid_file):
     factory.mismatch_label_ids(valid_file, entry=1, plane=2)
     message = open_error(valid_file)
     assert "entry 1, plane 2: label voxel ids differ" in message
     assert "replace it" in message
 
 
-def test_label_ids_checked_in_other_storage_order(tmp_path):
+def test_label_ids_other_storage_order(tmp_path):
     path, images, labels = factory.make_valid_file(tmp_path / "reordered.h5")
     factory.reverse_voxel_order(path, "sbnd_cosmicseg")
     read_images, read_labels = read_events(path)
